@@ -1,0 +1,11 @@
+#pragma once
+// Each subcommand registers itself on the app; main() runs the one chosen.
+#include <CLI/CLI.hpp>
+
+namespace piquant::cli {
+
+void register_convert(CLI::App& app);
+void register_inspect(CLI::App& app);
+void register_synth(CLI::App& app);
+
+}  // namespace piquant::cli

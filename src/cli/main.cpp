@@ -1,0 +1,37 @@
+// piquant: prune, recover, convert, quantize and run Llama-family models on small CPUs.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/logger.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"piquant: Llama-family models from Hugging Face checkpoints to small, fast GGUF files"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "piquant 0.1.0");
+  bool verbose = false;
+  bool quiet = false;
+  app.add_flag("-v,--verbose", verbose, "Log debug messages");
+  app.add_flag("-q,--quiet", quiet, "Log warnings and errors only");
+  app.parse_complete_callback([&] {
+    if (verbose) piquant::log::set_level(piquant::log::Level::Debug);
+    if (quiet) piquant::log::set_level(piquant::log::Level::Warn);
+  });
+
+  piquant::cli::register_convert(app);
+  piquant::cli::register_inspect(app);
+  piquant::cli::register_synth(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "piquant: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
