@@ -56,6 +56,13 @@ Vocab load_vocab_gguf(const GgufFile& gguf);
 Vocab load_vocab_llama2c(const std::string& tokenizer_bin_path, std::int64_t n_vocab);
 Vocab load_vocab_sentencepiece(const std::string& tokenizer_model_path);  // SentencePiece ModelProto
 
+// Writes a Hugging Face tokenizer.json (BPE kinds: byte-level model with merges, the
+// Llama 3 pre-tokenizer split + ByteLevel, ByteLevel decoder, added_tokens for the
+// special tokens, a post-processor that adds BOS when add_bos) and tokenizer_config.json
+// (bos/eos tokens, add_bos_token, chat_template) into `dir`, each written atomically.
+// load_vocab_hf reads them back to an equal Vocab.
+void save_vocab_hf(const Vocab& vocab, const std::string& dir);
+
 // Writes tokenizer.ggml.* keys (model, pre, tokens, scores, token_type, merges, special ids,
 // add_bos/add_eos/add_space_prefix, chat_template) as llama.cpp's converter does.
 void write_vocab_gguf(const Vocab& vocab, GgufWriter& writer);
