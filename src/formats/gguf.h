@@ -74,6 +74,7 @@ class GgufValue {
 
   // Typed access. Each throws Error naming the expected and actual type on mismatch.
   std::int64_t as_int() const;  // any integer type (u64 above INT64_MAX throws)
+  std::uint64_t as_uint() const;  // any integer type holding a value >= 0 (all of UINT64's range)
   double as_float() const;      // FLOAT32/FLOAT64, or any integer
   bool as_bool() const;
   const std::string& as_string() const;

@@ -111,6 +111,8 @@ class SafetensorsWriter {
   std::uint64_t written_ = 0;     // bytes of it written so far
   std::size_t open_shard_ = static_cast<std::size_t>(-1);
   std::unique_ptr<AtomicFileWriter> out_;
+  std::vector<std::unique_ptr<AtomicFileWriter>> complete_shards_;  // committed only by finish()
+  bool finished_ = false;
 };
 
 }  // namespace piquant
