@@ -69,9 +69,9 @@ GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& o
       encode_rows(type, rows.data(), n, row_length, encoded.data());
       writer.write_tensor_bytes(encoded);
       written += encoded.size();
+      checkpoint.release(t);  // per chunk: a 1 GB embedding must not stay resident either
     }
     writer.end_tensor();
-    checkpoint.release(t);
     if (options.progress) options.progress(i + 1, tensors.size(), written);
   }
   writer.finish();
