@@ -211,11 +211,11 @@ std::string render_model_report(const json& r, bool show_all_metadata) {
   }
   out << "\ntensors (" << r["tensors"].size() << "):\n";
   char line[512];
-  std::snprintf(line, sizeof line, "  %5s  %-36s %-6s %-20s %14s\n", "#", "name", "type", "shape", "bytes");
+  std::snprintf(line, sizeof line, "  %5s  %-44s %-6s %-20s %14s\n", "#", "name", "type", "shape", "bytes");
   out << line;
   std::size_t i = 0;
   for (const auto& t : r["tensors"]) {
-    std::snprintf(line, sizeof line, "  %5zu  %-36s %-6s %-20s %14llu\n", i++, t["name"].get<std::string>().c_str(),
+    std::snprintf(line, sizeof line, "  %5zu  %-44s %-6s %-20s %14llu\n", i++, t["name"].get<std::string>().c_str(),
                   t["type"].get<std::string>().c_str(), shape_text(t["shape"]).c_str(),
                   static_cast<unsigned long long>(t["bytes"].get<std::uint64_t>()));
     out << line;
