@@ -25,17 +25,17 @@ bool heap_after(const BpeMerger::Scratch::Candidate& a, const BpeMerger::Scratch
 
 }  // namespace
 
-BpeMerger::BpeMerger(std::span<const std::string> merges, const TokenIndex& index) {
+BpeMerger::BpeMerger(std::span<const std::string> merges, const BpeTokenLookup& tokens) {
   const std::size_t capacity = std::bit_ceil(std::max<std::size_t>(16, merges.size() * 2));
   table_.assign(capacity, Slot{});
   mask_ = capacity - 1;
   const auto id_of = [&](std::string_view text, std::size_t rank, std::string_view merge) {
-    const auto it = index.find(text);
-    if (it == index.end()) {
+    const std::int32_t id = tokens.find(text);
+    if (id < 0) {
       throw Error("BPE merge " + std::to_string(rank) + " '" + std::string(merge) + "': '" + std::string(text) +
                   "' is not a token");
     }
-    return it->second;
+    return id;
   };
   std::string joined;
   for (std::size_t rank = 0; rank < merges.size(); ++rank) {

@@ -4,26 +4,20 @@
 // has a rank. Symbols live in a linked list and candidate pairs in a min-heap, so a
 // word of n bytes costs O(n log n).
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
-namespace piquant {
+#include "tokenizer/bpe_token_lookup.h"
 
-struct TransparentStringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-using TokenIndex = std::unordered_map<std::string, std::int32_t, TransparentStringHash, std::equal_to<>>;
+namespace piquant {
 
 class BpeMerger {
  public:
   // `merges` are "left right" texts, best first. Throws Error for a merge whose parts or
-  // result are not tokens in `index`.
-  BpeMerger(std::span<const std::string> merges, const TokenIndex& index);
+  // result are not tokens.
+  BpeMerger(std::span<const std::string> merges, const BpeTokenLookup& tokens);
 
   // Reused between calls so that merging allocates nothing once warm.
   struct Scratch {

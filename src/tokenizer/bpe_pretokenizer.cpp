@@ -7,11 +7,33 @@
 namespace piquant {
 namespace {
 
-// Llama 3's regex for PCRE2. The contractions are spelled with ASCII case classes
-// instead of (?i:...): PCRE2 folds case by Unicode rules ("'ſ" would match "'s"),
-// whereas Hugging Face and llama.cpp only fold ASCII letters here.
-constexpr std::string_view kLlama3Pcre2 =
-    R"('(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Llama 3's and GPT-2's regexes for PCRE2, with two changes that keep the matches those
+// of Hugging Face and llama.cpp:
+// - the contractions use ASCII case classes instead of (?i:...): PCRE2 folds case by
+//   Unicode rules ("'ſ" would match "'s"), the others only fold ASCII letters here;
+// - \s and \S are spelled out as Unicode's White_Space set: PCRE2's \s also takes
+//   U+180E and leaves out U+0085.
+constexpr std::string_view kWhiteSpace =
+    R"(\t-\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
+std::string llama3_pattern() {
+  const std::string ws(kWhiteSpace);
+  return R"('(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))"
+         R"(|[^\r\n\p{L}\p{N}]?\p{L}+)"
+         R"(|\p{N}{1,3})"
+         "| ?[^" + ws + R"(\p{L}\p{N}]+[\r\n]*)"
+         "|[" + ws + R"(]*[\r\n]+)"
+         "|[" + ws + "]+(?![^" + ws + "])"
+         "|[" + ws + "]+";
+}
+
+std::string gpt2_pattern() {
+  const std::string ws(kWhiteSpace);
+  return R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+)"
+         "| ?[^" + ws + R"(\p{L}\p{N}]+)"
+         "|[" + ws + "]+(?![^" + ws + "])"
+         "|[" + ws + "]+";
+}
 
 std::string pcre2_message(int code) {
   PCRE2_UCHAR buffer[256];
@@ -30,11 +52,11 @@ struct BpePreTokenizer::Regex {
 };
 
 BpePreTokenizer::BpePreTokenizer(const std::string& pre) : regex_(std::make_unique<Regex>()) {
-  std::string_view pattern;
+  std::string pattern;
   if (is_llama3_pre(pre)) {
-    pattern = kLlama3Pcre2;
+    pattern = llama3_pattern();
   } else if (pre == kPreGpt2) {
-    pattern = kGpt2SplitRegex;
+    pattern = gpt2_pattern();
   } else {
     throw Error("byte-level BPE pre-tokenizer '" + pre + "' is not supported (supported: llama-bpe, gpt-2)");
   }

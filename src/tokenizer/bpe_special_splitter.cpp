@@ -15,8 +15,12 @@ void BpeSpecialSplitter::finish() {
     return a.id < b.id;
   });
   for (auto& list : by_first_byte_) list.clear();
+  for (auto& set : second_bytes_) set.reset();
   for (std::uint32_t i = 0; i < entries_.size(); ++i) {
-    by_first_byte_[static_cast<unsigned char>(entries_[i].text[0])].push_back(i);
+    const std::string& text = entries_[i].text;
+    const auto first = static_cast<unsigned char>(text[0]);
+    by_first_byte_[first].push_back(i);
+    second_bytes_[first].set(text.size() > 1 ? static_cast<unsigned char>(text[1]) : 256);
   }
 }
 
@@ -28,7 +32,11 @@ std::vector<TextFragment> BpeSpecialSplitter::split(std::string_view text, bool 
   std::vector<Occurrence> found;
   if (!entries_.empty()) {
     for (std::size_t pos = 0; pos < text.size(); ++pos) {
-      const auto& candidates = by_first_byte_[static_cast<unsigned char>(text[pos])];
+      const auto first = static_cast<unsigned char>(text[pos]);
+      const auto& candidates = by_first_byte_[first];
+      if (candidates.empty()) continue;
+      const bool second_possible = pos + 1 < text.size() && second_bytes_[first].test(static_cast<unsigned char>(text[pos + 1]));
+      if (!second_possible && !second_bytes_[first].test(256)) continue;
       for (const std::uint32_t e : candidates) {
         const Entry& entry = entries_[e];
         if (!parse_special && !entry.always) continue;

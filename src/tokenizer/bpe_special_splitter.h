@@ -4,6 +4,7 @@
 // texts first, and a text's occurrences left to right, each taken only where no
 // earlier-chosen token already covers any of its bytes.
 #include <array>
+#include <bitset>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -35,6 +36,9 @@ class BpeSpecialSplitter {
   };
   std::vector<Entry> entries_;                        // in priority order after finish()
   std::array<std::vector<std::uint32_t>, 256> by_first_byte_;  // entry indices, priority order
+  // For each first byte, which second bytes any of its entries have (bit 256: a
+  // one-byte entry), so that runs like "<<<<" skip the comparisons.
+  std::array<std::bitset<257>, 256> second_bytes_;
 };
 
 }  // namespace piquant

@@ -8,6 +8,7 @@
 #include "tokenizer/bpe_merger.h"
 #include "tokenizer/bpe_pretokenizer.h"
 #include "tokenizer/bpe_special_splitter.h"
+#include "tokenizer/bpe_vocab_checks.h"
 #include "tokenizer/byte_level_codec.h"
 #include "tokenizer/unicode_utf8.h"
 
@@ -18,7 +19,7 @@
 namespace piquant {
 
 struct BpeTokenizer::Impl {
-  explicit Impl(const Vocab& vocab);
+  explicit Impl(const Vocab& vocab);  // views vocab's strings: BpeTokenizer keeps vocab_ unchanged
 
   // The ids of one pre-token (a regex piece) of valid UTF-8 text.
   void encode_word(std::string_view word, std::vector<std::int32_t>& out, BpeMerger::Scratch& scratch,
@@ -26,7 +27,7 @@ struct BpeTokenizer::Impl {
 
   ByteLevelCodec codec;
   BpePreTokenizer pre_tokenizer;
-  TokenIndex index;
+  BpeTokenLookup index;
   BpeMerger merger;
   BpeSpecialSplitter specials;
   std::array<std::int32_t, 256> byte_token{};
@@ -38,27 +39,17 @@ struct BpeTokenizer::Impl {
 
 namespace {
 
-TokenIndex build_index(const Vocab& vocab) {
-  TokenIndex index;
-  index.reserve(vocab.tokens.size());
-  // Later duplicates win, as in llama.cpp's text-to-token map.
-  for (std::size_t id = 0; id < vocab.tokens.size(); ++id) index[vocab.tokens[id]] = static_cast<std::int32_t>(id);
-  return index;
-}
-
 void check_usable(const Vocab& vocab) {
   if (vocab.kind != TokenizerKind::Bpe) throw Error("BpeTokenizer: the vocabulary is not byte-level BPE");
-  vocab.validate("BPE vocabulary");
+  // Merges are checked while BpeMerger resolves them; no need to look them up twice.
+  check_vocab_tables(vocab, "BPE vocabulary");
 }
 
 }  // namespace
 
 BpeTokenizer::Impl::Impl(const Vocab& vocab)
-    : pre_tokenizer(vocab.pre), index(build_index(vocab)), merger(vocab.merges, index) {
-  for (unsigned b = 0; b < 256; ++b) {
-    const auto it = index.find(codec.char_for(static_cast<std::uint8_t>(b)));
-    byte_token[b] = it == index.end() ? -1 : it->second;
-  }
+    : pre_tokenizer(vocab.pre), index(vocab.tokens), merger(vocab.merges, index) {
+  for (unsigned b = 0; b < 256; ++b) byte_token[b] = index.find(codec.char_for(static_cast<std::uint8_t>(b)));
   ignore_merges = is_llama3_pre(vocab.pre);
   pieces.resize(vocab.tokens.size());
   for (std::size_t id = 0; id < vocab.tokens.size(); ++id) {
@@ -94,8 +85,8 @@ void BpeTokenizer::Impl::encode_word(std::string_view word, std::vector<std::int
   if (ignore_merges) {
     byte_text.clear();
     for (const char c : word) codec.append_encoded(byte_text, static_cast<std::uint8_t>(c));
-    if (const auto it = index.find(std::string_view(byte_text)); it != index.end()) {
-      out.push_back(it->second);
+    if (const std::int32_t id = index.find(byte_text); id >= 0) {
+      out.push_back(id);
       return;
     }
   }

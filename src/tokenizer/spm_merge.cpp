@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
+#include <span>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "core/error.h"
 
@@ -11,14 +14,14 @@ namespace piquant {
 
 namespace {
 
-// Bytes in the UTF-8 sequence a lead byte starts. Stray continuation bytes and invalid
-// leads count as one byte, so any input splits into symbols (clamped at the end of text).
+// Bytes in the UTF-8 sequence a lead byte starts, judged by its top four bits as
+// llama.cpp does: a stray continuation byte counts as one, 0xF8..0xFF as four. The
+// following bytes are not checked, so any input splits (clamped at the end of text).
 std::size_t utf8_sequence_length(unsigned char lead) {
   if (lead < 0xC0) return 1;
   if (lead < 0xE0) return 2;
   if (lead < 0xF0) return 3;
-  if (lead < 0xF8) return 4;
-  return 1;
+  return 4;
 }
 
 // One symbol of the text being merged: a byte range, linked to its live neighbours.
@@ -50,19 +53,15 @@ class Merger {
   Merger(const SpmPieceTable& table, std::string_view text, std::vector<std::int32_t>& out)
       : table_(table), text_(text), out_(out) {}
 
-  void add_symbol(std::size_t begin, std::size_t length) {
-    if (symbols_.size() >= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
-      throw Error("SPM tokenizer: a run of text without spaces is too long to tokenize");
+  // Merges the characters of text[begin, end) and appends their ids.
+  void encode(std::size_t begin, std::size_t end) {
+    symbols_.clear();
+    for (std::size_t pos = begin; pos < end;) {
+      const std::size_t length =
+          std::min(utf8_sequence_length(static_cast<unsigned char>(text_[pos])), end - pos);
+      add_symbol(pos, length);
+      pos += length;
     }
-    const auto index = static_cast<std::int32_t>(symbols_.size());
-    symbols_.push_back(Symbol{begin, static_cast<std::uint32_t>(length), index - 1, -1});
-    if (index > 0) symbols_[static_cast<std::size_t>(index - 1)].next = index;
-  }
-
-  bool empty() const { return symbols_.empty(); }
-
-  // Merges the symbols added so far, emits their ids, and starts a new chunk.
-  void flush() {
     for (std::size_t i = 1; i < symbols_.size(); ++i) {
       consider(static_cast<std::int32_t>(i - 1), static_cast<std::int32_t>(i));
     }
@@ -85,10 +84,18 @@ class Merger {
     for (std::int32_t i = symbols_.empty() ? -1 : 0; i >= 0; i = symbols_[static_cast<std::size_t>(i)].next) {
       emit(symbols_[static_cast<std::size_t>(i)]);
     }
-    symbols_.clear();
   }
 
  private:
+  void add_symbol(std::size_t begin, std::size_t length) {
+    if (symbols_.size() >= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+      throw Error("SPM tokenizer: a run of text without spaces is too long to tokenize");
+    }
+    const auto index = static_cast<std::int32_t>(symbols_.size());
+    symbols_.push_back(Symbol{begin, static_cast<std::uint32_t>(length), index - 1, -1});
+    if (index > 0) symbols_[static_cast<std::size_t>(index - 1)].next = index;
+  }
+
   void consider(std::int32_t left, std::int32_t right) {
     if (left < 0 || right < 0) return;
     const Symbol& l = symbols_[static_cast<std::size_t>(left)];
@@ -125,25 +132,64 @@ class Merger {
   std::vector<Candidate> heap_;
 };
 
+// Ids of chunks already encoded in this text: natural text repeats its words a lot.
+class ChunkCache {
+ public:
+  static constexpr std::size_t kMaxEntries = 1 << 16;  // bounds memory on text with few repeats
+
+  // Appends the cached ids of `chunk` to `out`; false if it is not cached.
+  bool append(std::string_view chunk, std::vector<std::int32_t>& out) const {
+    const auto it = entries_.find(chunk);
+    if (it == entries_.end()) return false;
+    const auto first = ids_.begin() + static_cast<std::ptrdiff_t>(it->second.first);
+    out.insert(out.end(), first, first + static_cast<std::ptrdiff_t>(it->second.second));
+    return true;
+  }
+  void store(std::string_view chunk, std::span<const std::int32_t> ids) {
+    if (entries_.size() >= kMaxEntries) return;
+    entries_.emplace(chunk, std::pair<std::size_t, std::size_t>{ids_.size(), ids.size()});
+    ids_.insert(ids_.end(), ids.begin(), ids.end());
+  }
+
+ private:
+  std::unordered_map<std::string_view, std::pair<std::size_t, std::size_t>> entries_;  // views into the text
+  std::vector<std::int32_t> ids_;
+};
+
 }  // namespace
 
 void spm_merge_encode(const SpmPieceTable& table, std::string_view escaped, std::vector<std::int32_t>& out) {
   Merger merger(table, escaped, out);
-  const bool split = table.can_split_before_spaces();
+  if (!table.can_split_before_spaces()) {
+    merger.encode(0, escaped.size());
+    return;
+  }
+  // Merging chunk by chunk, each chunk starting at a run of '▁', gives the same result
+  // as merging the whole text, since no piece spans the start of such a run. It keeps
+  // the heap small and lets repeated words be looked up instead of merged again.
+  ChunkCache cache;
+  const auto encode_chunk = [&](std::size_t begin, std::size_t end) {
+    const std::string_view chunk = escaped.substr(begin, end - begin);
+    if (cache.append(chunk, out)) return;
+    const std::size_t first = out.size();
+    merger.encode(begin, end);
+    cache.store(chunk, std::span<const std::int32_t>(out).subspan(first));
+  };
+  std::size_t chunk_start = 0;
   bool previous_was_marker = false;
   std::size_t pos = 0;
   while (pos < escaped.size()) {
     const std::size_t length =
         std::min(utf8_sequence_length(static_cast<unsigned char>(escaped[pos])), escaped.size() - pos);
     const bool is_marker = escaped.substr(pos, length) == kSpmSpaceMarker;
-    // Merging chunk by chunk gives the same result as merging the whole text, since no
-    // piece spans the start of a '▁' run; it keeps the heap small and in cache.
-    if (split && is_marker && !previous_was_marker && !merger.empty()) merger.flush();
-    merger.add_symbol(pos, length);
+    if (is_marker && !previous_was_marker && pos > chunk_start) {
+      encode_chunk(chunk_start, pos);
+      chunk_start = pos;
+    }
     previous_was_marker = is_marker;
     pos += length;
   }
-  merger.flush();
+  if (pos > chunk_start) encode_chunk(chunk_start, pos);
 }
 
 }  // namespace piquant

@@ -20,18 +20,22 @@ bool spaces_only_lead(std::string_view piece) {
 }  // namespace
 
 SpmPieceTable::SpmPieceTable(const Vocab& vocab) {
-  std::size_t total = 0;
-  for (const auto& token : vocab.tokens) total += token.size();
-  pool_.reserve(total);
-  for (const auto& token : vocab.tokens) pool_ += token;
+  const std::size_t n = vocab.tokens.size();
+  offsets_.reserve(n + 1);
+  offsets_.push_back(0);
+  for (const auto& token : vocab.tokens) {
+    pool_ += token;
+    offsets_.push_back(pool_.size());
+  }
+  std::size_t slots = 16;
+  while (slots < 2 * n) slots *= 2;
+  slots_.assign(slots, Slot{0, -1});
+  slot_mask_ = slots - 1;
 
-  ids_.reserve(vocab.tokens.size());
-  scores_.resize(vocab.tokens.size(), 0.0f);
-  std::size_t offset = 0;
-  for (std::size_t id = 0; id < vocab.tokens.size(); ++id) {
-    const std::string_view text(pool_.data() + offset, vocab.tokens[id].size());
-    offset += text.size();
-    ids_.insert_or_assign(text, static_cast<std::int32_t>(id));
+  scores_.resize(n, 0.0f);
+  for (std::size_t id = 0; id < n; ++id) {
+    const std::string_view text = piece(static_cast<std::int32_t>(id));
+    insert(static_cast<std::int32_t>(id));
     max_piece_bytes_ = std::max(max_piece_bytes_, text.size());
     if (!spaces_only_lead(text)) can_split_before_spaces_ = false;
     // A NaN would break the ordering of merge candidates; treat it as "never preferred".
@@ -45,6 +49,23 @@ SpmPieceTable::SpmPieceTable(const Vocab& vocab) {
     if (id < 0) id = find(std::string(1, static_cast<char>(b)));
     if (id < 0) id = vocab.unk_id;
     byte_fallback_[b] = id;
+  }
+}
+
+void SpmPieceTable::insert(std::int32_t id) {
+  const std::string_view text = piece(id);
+  const std::uint32_t hash = hash_text(text);
+  for (std::size_t slot = hash & slot_mask_;; slot = (slot + 1) & slot_mask_) {
+    Slot& s = slots_[slot];
+    if (s.id < 0) {
+      s = Slot{hash, id};
+      return;
+    }
+    // A repeated text maps to its last id, as llama.cpp's text->id map does.
+    if (s.hash == hash && piece(s.id) == text) {
+      s.id = id;
+      return;
+    }
   }
 }
 

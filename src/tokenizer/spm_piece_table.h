@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/vocab.h"
@@ -24,8 +23,12 @@ class SpmPieceTable {
   // text, as llama.cpp's map ends up with), or -1.
   std::int32_t find(std::string_view text) const {
     if (text.size() > max_piece_bytes_) return -1;
-    const auto it = ids_.find(text);
-    return it == ids_.end() ? -1 : it->second;
+    const std::uint32_t hash = hash_text(text);
+    for (std::size_t slot = hash & slot_mask_;; slot = (slot + 1) & slot_mask_) {
+      const Slot& s = slots_[slot];
+      if (s.id < 0) return -1;
+      if (s.hash == hash && piece(s.id) == text) return s.id;
+    }
   }
   float score(std::int32_t id) const { return scores_[static_cast<std::size_t>(id)]; }
 
@@ -39,8 +42,27 @@ class SpmPieceTable {
   bool can_split_before_spaces() const { return can_split_before_spaces_; }
 
  private:
-  std::string pool_;  // all piece texts back to back; ids_ keys point into it
-  std::unordered_map<std::string_view, std::int32_t> ids_;
+  // Open addressing with linear probing: a flat table keeps a lookup to one or two
+  // cache lines, which matters because merging does about two lookups per character.
+  struct Slot {
+    std::uint32_t hash;
+    std::int32_t id;  // -1: empty
+  };
+  static std::uint32_t hash_text(std::string_view text) {
+    std::uint32_t h = 2166136261u;  // FNV-1a: pieces are short, so a byte loop is cheap
+    for (const char c : text) h = (h ^ static_cast<std::uint8_t>(c)) * 16777619u;
+    return h;
+  }
+  std::string_view piece(std::int32_t id) const {
+    const auto i = static_cast<std::size_t>(id);
+    return {pool_.data() + offsets_[i], offsets_[i + 1] - offsets_[i]};
+  }
+  void insert(std::int32_t id);
+
+  std::string pool_;                  // all piece texts back to back
+  std::vector<std::size_t> offsets_;  // piece i is pool_[offsets_[i], offsets_[i + 1])
+  std::vector<Slot> slots_;           // size a power of two, at most half full
+  std::size_t slot_mask_ = 0;
   std::vector<float> scores_;
   std::array<std::int32_t, 256> byte_fallback_{};
   std::size_t max_piece_bytes_ = 0;

@@ -1,10 +1,11 @@
 #include "tokenizer/vocab.h"
 
 #include <string_view>
-#include <unordered_set>
 
 #include "core/error.h"
 #include "tokenizer/bpe_merge_text.h"
+#include "tokenizer/bpe_token_lookup.h"
+#include "tokenizer/bpe_vocab_checks.h"
 
 namespace piquant {
 namespace {
@@ -16,29 +17,29 @@ void check_special_id(const std::string& source, const char* field, std::int32_t
   }
 }
 
-void check_merges(const Vocab& vocab, const std::string& source) {
-  std::unordered_set<std::string_view> known(vocab.tokens.begin(), vocab.tokens.end());
+}  // namespace
+
+void check_bpe_merges(const Vocab& vocab, const std::string& source) {
+  const BpeTokenLookup known(vocab.tokens);
+  const auto fail = [&](std::size_t i, const std::string& problem) {
+    throw FormatError(source, "merges[" + std::to_string(i) + "]", "'" + vocab.merges[i] + "' " + problem);
+  };
   std::string joined;
   for (std::size_t i = 0; i < vocab.merges.size(); ++i) {
-    const std::string& merge = vocab.merges[i];
-    const std::string field = "merges[" + std::to_string(i) + "]";
-    const auto pair = split_bpe_merge(merge);
-    if (!pair) throw FormatError(source, field, "'" + merge + "' is not two tokens separated by a space");
+    const auto pair = split_bpe_merge(vocab.merges[i]);
+    if (!pair) fail(i, "is not two tokens separated by a space");
     for (const std::string_view part : {pair->first, pair->second}) {
-      if (!known.contains(part)) {
-        throw FormatError(source, field, "'" + merge + "' refers to '" + std::string(part) + "', which is not a token");
-      }
+      if (!known.contains(part)) fail(i, "refers to '" + std::string(part) + "', which is not a token");
     }
     joined.assign(pair->first).append(pair->second);
-    if (!known.contains(joined)) {
-      throw FormatError(source, field, "'" + merge + "' makes '" + joined + "', which is not a token");
-    }
+    if (!known.contains(joined)) fail(i, "makes '" + joined + "', which is not a token");
   }
 }
 
-}  // namespace
-
-void Vocab::validate(const std::string& source) const {
+void check_vocab_tables(const Vocab& vocab, const std::string& source) {
+  const auto& tokens = vocab.tokens;
+  const auto& types = vocab.types;
+  const auto& scores = vocab.scores;
   if (tokens.empty()) throw FormatError(source, "tokens", "the vocabulary is empty");
   if (types.size() != tokens.size()) {
     throw FormatError(source, "token_type",
@@ -55,13 +56,17 @@ void Vocab::validate(const std::string& source) const {
                         "unknown token type " + std::to_string(value));
     }
   }
-  check_special_id(source, "bos_token_id", bos_id, tokens.size());
-  check_special_id(source, "eos_token_id", eos_id, tokens.size());
-  check_special_id(source, "eot_token_id", eot_id, tokens.size());
-  check_special_id(source, "eom_token_id", eom_id, tokens.size());
-  check_special_id(source, "unknown_token_id", unk_id, tokens.size());
-  check_special_id(source, "padding_token_id", pad_id, tokens.size());
-  if (kind == TokenizerKind::Bpe) check_merges(*this, source);
+  check_special_id(source, "bos_token_id", vocab.bos_id, tokens.size());
+  check_special_id(source, "eos_token_id", vocab.eos_id, tokens.size());
+  check_special_id(source, "eot_token_id", vocab.eot_id, tokens.size());
+  check_special_id(source, "eom_token_id", vocab.eom_id, tokens.size());
+  check_special_id(source, "unknown_token_id", vocab.unk_id, tokens.size());
+  check_special_id(source, "padding_token_id", vocab.pad_id, tokens.size());
+}
+
+void Vocab::validate(const std::string& source) const {
+  check_vocab_tables(*this, source);
+  if (kind == TokenizerKind::Bpe) check_bpe_merges(*this, source);
 }
 
 }  // namespace piquant

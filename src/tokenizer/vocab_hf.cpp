@@ -1,4 +1,5 @@
-// Hugging Face tokenizer.json (+ tokenizer_config.json) <-> Vocab, for byte-level BPE.
+// Reads a Hugging Face tokenizer.json (+ tokenizer_config.json) into a Vocab, for
+// byte-level BPE. The writer is in bpe_hf_save.cpp.
 #include <algorithm>
 #include <filesystem>
 #include <optional>
@@ -6,10 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "tokenizer/bpe_merge_text.h"
+#include "tokenizer/bpe_hf_conventions.h"
 #include "tokenizer/bpe_pretokenizer.h"
 #include "tokenizer/vocab.h"
 
@@ -19,10 +19,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::int64_t kMaxTokenId = (std::int64_t{1} << 24) - 1;  // far above any real vocabulary
-constexpr const char* kBeginOfText = "<|begin_of_text|>";
-constexpr const char* kEndOfText = "<|end_of_text|>";
-constexpr const char* kEndOfTurn = "<|eot_id|>";
-constexpr const char* kEndOfMessage = "<|eom_id|>";
 
 json parse_json_file(const std::string& path) {
   const MappedFile file(path);
@@ -34,12 +30,12 @@ json parse_json_file(const std::string& path) {
   }
 }
 
-std::string pad_token_text(std::size_t id) { return "[PAD" + std::to_string(id) + "]"; }
-
-std::int32_t token_id_field(const json& value, const std::string& path, const std::string& field) {
-  if (!value.is_number_integer()) throw FormatError(path, field, "token id is not an integer");
+// `field` makes the field name only when needed: this runs once per token.
+template <typename FieldName>
+std::int32_t token_id_field(const json& value, const std::string& path, FieldName field) {
+  if (!value.is_number_integer()) throw FormatError(path, field(), "token id is not an integer");
   const auto id = value.get<std::int64_t>();
-  if (id < 0 || id > kMaxTokenId) throw FormatError(path, field, "token id " + std::to_string(id) + " out of range");
+  if (id < 0 || id > kMaxTokenId) throw FormatError(path, field(), "token id " + std::to_string(id) + " out of range");
   return static_cast<std::int32_t>(id);
 }
 
@@ -50,7 +46,7 @@ void read_tokens(const json& root, const std::string& path, Vocab& vocab) {
   std::unordered_map<std::int32_t, std::pair<std::string, TokenType>> by_id;
   std::int64_t max_id = -1;
   for (const auto& [text, value] : model["vocab"].items()) {
-    const std::int32_t id = token_id_field(value, path, "model.vocab[\"" + text + "\"]");
+    const std::int32_t id = token_id_field(value, path, [&] { return "model.vocab[\"" + text + "\"]"; });
     const auto [it, inserted] = by_id.try_emplace(id, text, TokenType::Normal);
     if (!inserted) {
       throw FormatError(path, "model.vocab", "id " + std::to_string(id) + " is used by both '" + it->second.first +
@@ -67,7 +63,7 @@ void read_tokens(const json& root, const std::string& path, Vocab& vocab) {
       if (!token.is_object() || !token.contains("id") || !token.contains("content") || !token["content"].is_string()) {
         throw FormatError(path, field, "needs an integer id and a string content");
       }
-      const std::int32_t id = token_id_field(token["id"], path, field + ".id");
+      const std::int32_t id = token_id_field(token["id"], path, [&] { return field + ".id"; });
       const bool special = token.contains("special") && token["special"].is_boolean() && token["special"].get<bool>();
       // An added token overrides a model.vocab entry with the same id, as in the tokenizer's own vocab.
       by_id[id] = {token["content"].get<std::string>(), special ? TokenType::Control : TokenType::UserDefined};
@@ -295,147 +291,6 @@ Vocab load_vocab_hf(const std::string& tokenizer_json_path) {
     return read_vocab_hf(path, parse_json_file(path));
   } catch (const json::exception& e) {  // a field of an unexpected JSON type somewhere
     throw FormatError(path, "json", e.what());
-  }
-}
-
-// ---- writing ----
-
-namespace {
-
-json added_token_json(std::size_t id, const std::string& text, bool special) {
-  return {{"id", id},           {"content", text}, {"single_word", false}, {"lstrip", false},
-          {"rstrip", false},    {"normalized", false}, {"special", special}};
-}
-
-json pre_tokenizer_json(const Vocab& vocab) {
-  if (vocab.pre == kPreGpt2) {
-    return {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  }
-  return {{"type", "Sequence"},
-          {"pretokenizers",
-           {{{"type", "Split"},
-             {"pattern", {{"Regex", std::string(kLlama3SplitRegex)}}},
-             {"behavior", "Isolated"},
-             {"invert", false}},
-            {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
-}
-
-json post_processor_json(const Vocab& vocab) {
-  const bool bos = vocab.add_bos && vocab.bos_id >= 0;
-  const bool eos = vocab.add_eos && vocab.eos_id >= 0;
-  const auto special = [&](std::int32_t id, int type_id) {
-    return json{{"SpecialToken", {{"id", vocab.tokens[id]}, {"type_id", type_id}}}};
-  };
-  const auto sequence = [](const char* name, int type_id) { return json{{"Sequence", {{"id", name}, {"type_id", type_id}}}}; };
-  json single = json::array();
-  json pair = json::array();
-  json specials = json::object();
-  for (const auto& [enabled, id] : {std::pair{bos, vocab.bos_id}, std::pair{eos, vocab.eos_id}}) {
-    if (enabled) specials[vocab.tokens[id]] = {{"id", vocab.tokens[id]}, {"ids", {id}}, {"tokens", {vocab.tokens[id]}}};
-  }
-  if (bos) single.push_back(special(vocab.bos_id, 0));
-  single.push_back(sequence("A", 0));
-  if (eos) single.push_back(special(vocab.eos_id, 0));
-  if (bos) pair.push_back(special(vocab.bos_id, 0));
-  pair.push_back(sequence("A", 0));
-  if (eos) pair.push_back(special(vocab.eos_id, 0));
-  if (bos) pair.push_back(special(vocab.bos_id, 1));
-  pair.push_back(sequence("B", 1));
-  if (eos) pair.push_back(special(vocab.eos_id, 1));
-  return {{"type", "Sequence"},
-          {"processors",
-           {{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}},
-            {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}}}}};
-}
-
-json tokenizer_json(const Vocab& vocab) {
-  json model_vocab = json::object();
-  json added = json::array();
-  for (std::size_t id = 0; id < vocab.tokens.size(); ++id) {
-    const std::string& text = vocab.tokens[id];
-    const TokenType type = vocab.types[id];
-    if (type == TokenType::Control || type == TokenType::UserDefined) {
-      added.push_back(added_token_json(id, text, type == TokenType::Control));
-      continue;
-    }
-    if (type == TokenType::Unused && text == pad_token_text(id)) continue;  // a hole; load_vocab_hf refills it
-    if (model_vocab.contains(text)) {
-      throw Error("save_vocab_hf: token text '" + text + "' appears twice; tokenizer.json cannot hold that");
-    }
-    model_vocab[text] = id;
-  }
-  json model = {{"type", "BPE"},
-                {"dropout", nullptr},
-                {"unk_token", vocab.unk_id >= 0 ? json(vocab.tokens[vocab.unk_id]) : json(nullptr)},
-                {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr},
-                {"fuse_unk", false},
-                {"byte_fallback", false},
-                {"ignore_merges", vocab.pre != kPreGpt2},
-                {"vocab", std::move(model_vocab)},
-                {"merges", vocab.merges}};
-  return {{"version", "1.0"},
-          {"truncation", nullptr},
-          {"padding", nullptr},
-          {"added_tokens", std::move(added)},
-          {"normalizer", nullptr},
-          {"pre_tokenizer", pre_tokenizer_json(vocab)},
-          {"post_processor", post_processor_json(vocab)},
-          {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-          {"model", std::move(model)}};
-}
-
-json tokenizer_config_json(const Vocab& vocab) {
-  const auto token_or_null = [&](std::int32_t id) { return id >= 0 ? json(vocab.tokens[id]) : json(nullptr); };
-  json decoder = json::object();
-  for (std::size_t id = 0; id < vocab.tokens.size(); ++id) {
-    const TokenType type = vocab.types[id];
-    if (type != TokenType::Control && type != TokenType::UserDefined) continue;
-    json entry = added_token_json(id, vocab.tokens[id], type == TokenType::Control);
-    entry.erase("id");
-    decoder[std::to_string(id)] = std::move(entry);
-  }
-  json config = {{"add_bos_token", vocab.add_bos},
-                 {"add_eos_token", vocab.add_eos},
-                 {"added_tokens_decoder", std::move(decoder)},
-                 {"bos_token", token_or_null(vocab.bos_id)},
-                 {"eos_token", token_or_null(vocab.eos_id)},
-                 {"clean_up_tokenization_spaces", true},
-                 {"model_input_names", {"input_ids", "attention_mask"}},
-                 {"tokenizer_class", "PreTrainedTokenizerFast"}};
-  if (vocab.pad_id >= 0) config["pad_token"] = vocab.tokens[vocab.pad_id];
-  if (vocab.unk_id >= 0) config["unk_token"] = vocab.tokens[vocab.unk_id];
-  if (!vocab.chat_template.empty()) config["chat_template"] = vocab.chat_template;
-  return config;
-}
-
-void write_json(const json& document, const std::filesystem::path& path) {
-  const std::string text = document.dump(2, ' ', false, json::error_handler_t::strict);
-  AtomicFileWriter out(path.string());
-  out.write(text.data(), text.size());
-  out.write("\n", 1);
-  out.commit();
-}
-
-}  // namespace
-
-void save_vocab_hf(const Vocab& vocab, const std::string& dir) {
-  if (vocab.kind != TokenizerKind::Bpe) throw Error("save_vocab_hf: only byte-level BPE vocabularies can be saved");
-  vocab.validate("vocabulary to save");
-  std::filesystem::create_directories(dir);
-  json tokenizer;
-  json config;
-  try {
-    tokenizer = tokenizer_json(vocab);
-    config = tokenizer_config_json(vocab);
-  } catch (const json::exception& e) {
-    throw Error(std::string("save_vocab_hf: ") + e.what());
-  }
-  try {
-    write_json(tokenizer, std::filesystem::path(dir) / "tokenizer.json");
-    write_json(config, std::filesystem::path(dir) / "tokenizer_config.json");
-  } catch (const json::exception& e) {  // e.g. a token that is not valid UTF-8
-    throw Error("save_vocab_hf: " + std::string(e.what()));
   }
 }
 
