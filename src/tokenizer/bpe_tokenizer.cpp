@@ -14,7 +14,8 @@
 
 // Invalid UTF-8 input: as llama.cpp does, every byte that is not part of a valid
 // sequence is replaced by U+FFFD before pre-tokenizing, so such input encodes without
-// error but does not decode back to the same bytes.
+// error but does not decode back to the same bytes. (llama.cpp lets overlong forms and
+// surrogates through as code points; here they count as invalid, as PCRE2 requires.)
 
 namespace piquant {
 

@@ -16,8 +16,9 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // add_special: prepend BOS if the vocab says so (and append EOS if it says so).
-  // parse_special: recognise control / user-defined token texts such as
-  // "<|eot_id|>" in the input; otherwise they are tokenized as plain text.
+  // parse_special: recognise control token texts such as "<|eot_id|>" in the input;
+  // otherwise they are tokenized as plain text. User-defined tokens are always
+  // recognised (as llama.cpp and Hugging Face do).
   virtual std::vector<std::int32_t> encode(std::string_view text, bool add_special, bool parse_special) const = 0;
 
   // The bytes a token stands for (byte-level / byte-fallback tokens decoded to raw bytes;
