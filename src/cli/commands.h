@@ -7,5 +7,9 @@ namespace piquant::cli {
 void register_convert(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_kld(CLI::App& app);
 
 }  // namespace piquant::cli

@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   piquant::cli::register_convert(app);
   piquant::cli::register_inspect(app);
   piquant::cli::register_synth(app);
+  piquant::cli::register_generate(app);
+  piquant::cli::register_chat(app);
+  piquant::cli::register_perplexity(app);
+  piquant::cli::register_kld(app);
 
   try {
     app.parse(argc, argv);

@@ -130,15 +130,17 @@ std::string shape_text(const json& shape) {
 
 // "14336 x4, 10752 x24, 14336 x4": runs of equal widths.
 std::string widths_text(const json& widths) {
-  std::string s;
+  std::ostringstream s;
   for (std::size_t i = 0; i < widths.size();) {
     std::size_t j = i;
     while (j < widths.size() && widths[j] == widths[i]) ++j;
-    s += (s.empty() ? "" : ", ") + std::to_string(widths[i].get<std::int64_t>()) + " x" + std::to_string(j - i) +
-         " (layers " + std::to_string(i) + (j - i > 1 ? "-" + std::to_string(j - 1) : "") + ")";
+    if (i > 0) s << ", ";
+    s << widths[i].get<std::int64_t>() << " x" << (j - i) << " (layers " << i;
+    if (j - i > 1) s << "-" << (j - 1);
+    s << ")";
     i = j;
   }
-  return s;
+  return s.str();
 }
 
 std::string value_text(const json& value) {

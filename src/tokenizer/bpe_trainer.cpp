@@ -8,29 +8,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tokenizer/byte_level_codec.h"
 
 namespace piquant {
 namespace {
-
-// GPT-2's byte-level alphabet: printable bytes stand for themselves, the rest are
-// shifted to U+0100 and up so every token is printable text.
-std::array<std::string, 256> byte_symbols() {
-  std::array<std::string, 256> symbols;
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    const int cp = printable ? b : next++;
-    std::string utf8;
-    if (cp < 0x80) {
-      utf8 += static_cast<char>(cp);
-    } else {
-      utf8 += static_cast<char>(0xC0 | (cp >> 6));
-      utf8 += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    symbols[static_cast<std::size_t>(b)] = utf8;
-  }
-  return symbols;
-}
 
 // Words as GPT-2-style pre-tokens: an optional leading space plus a run of letters,
 // digits (up to 3) or other symbols. Merges never cross these boundaries.
@@ -63,7 +44,9 @@ Vocab train_byte_level_bpe(std::string_view text, const BpeTrainerOptions& optio
   if (options.special_tokens > kSpecials.size()) throw Error("bpe trainer: at most 8 special tokens");
   if (options.vocab_size < 256 + options.special_tokens) throw Error("bpe trainer: vocab_size too small for 256 bytes");
   const std::size_t n_merges = options.vocab_size - 256 - options.special_tokens;
-  const auto symbols = byte_symbols();
+  const ByteLevelCodec codec;
+  std::array<std::string, 256> symbols;
+  for (int b = 0; b < 256; ++b) symbols[static_cast<std::size_t>(b)] = std::string(codec.char_for(static_cast<std::uint8_t>(b)));
 
   // Each distinct word once, as a list of symbols, with its count.
   std::map<std::string, std::size_t> counts;

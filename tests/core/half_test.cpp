@@ -58,7 +58,9 @@ TEST(Half, Bf16RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   for (std::uint32_t h = 0; h < 65536; ++h) {
     const float f = bf16_to_f32(static_cast<std::uint16_t>(h));
-    if (!std::isnan(f)) EXPECT_EQ(f32_to_bf16(f), h);
+    if (!std::isnan(f)) {
+      EXPECT_EQ(f32_to_bf16(f), h);
+    }
   }
 }
 

@@ -48,7 +48,7 @@ TEST(TensorNames, QkRowOrderMatchesNumpyReshapeSwapaxes) {
     if (testing::in_ci()) FAIL() << "numpy missing: " << probe.output;
     GTEST_SKIP() << "Debian python3-numpy not installed";
   }
-  for (const auto [n_head, head_dim] : {std::pair{8, 8}, std::pair{4, 64}, std::pair{2, 128}}) {
+  for (const auto& [n_head, head_dim] : {std::pair{8, 8}, std::pair{4, 64}, std::pair{2, 128}}) {
     const std::string script = "import numpy as np; n=" + std::to_string(n_head) + "; d=" + std::to_string(head_dim) +
                                "; print(' '.join(map(str, np.arange(n*d).reshape(n, 2, d//2).swapaxes(1, 2).reshape(-1))))";
     const auto result = testing::run_command("/usr/bin/python3 -c \"" + script + "\"");

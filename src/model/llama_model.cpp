@@ -1,0 +1,221 @@
+#include "model/llama_model.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "formats/gguf.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "kernels/matmul.h"
+#include "model/gguf_metadata.h"
+#include "model/tensor_names.h"
+
+namespace piquant {
+namespace {
+
+std::string shape_text(std::int64_t rows, std::int64_t cols) {
+  return "[" + std::to_string(rows) + " x " + std::to_string(cols) + "]";
+}
+
+// Checks a weight's shape and type against what the hyperparameters imply.
+void check_matrix(const MatrixView& m, std::int64_t rows, std::int64_t cols, const std::string& file,
+                  const std::string& name) {
+  if (m.rows != rows || m.cols != cols) {
+    throw FormatError(file, "tensor '" + name + "' shape",
+                      "is " + shape_text(m.rows, m.cols) + " (rows x cols) but the metadata implies " + shape_text(rows, cols));
+  }
+  if (!matmul_supports(m.type)) {
+    throw FormatError(file, "tensor '" + name + "' type", ggml_type_name(m.type) + " weights are not supported by the engine yet");
+  }
+}
+
+// A model read from a GGUF file: weights are views into the mapped file.
+class GgufLlamaModel : public LlamaModel {
+ public:
+  GgufLlamaModel(const std::string& path, const ModelLoadOptions& options) : file_(path) {
+    path_ = path;
+    params_ = read_model_params(file_);
+    Vocab vocab = load_vocab_gguf(file_);
+    tokenizer_ = Tokenizer::create(std::move(vocab));
+    rope_pairing_ = RopePairing::Interleaved;
+    if (options.prefetch) file_.file().advise_willneed(0, file_.file().size());
+
+    const LlamaParams& p = params_;
+    token_embedding_ = matrix("token_embd.weight");
+    check_matrix(token_embedding_, p.n_vocab, p.n_embd, path, "token_embd.weight");
+    for (std::int64_t l = 0; l < p.n_layer; ++l) {
+      const auto name = [l](WeightKind kind) { return gguf_tensor_name({kind, l}); };
+      LayerWeights w;
+      w.attn_norm = norm(name(WeightKind::AttnNorm), p.n_embd);
+      w.ffn_norm = norm(name(WeightKind::FfnNorm), p.n_embd);
+      w.wq = matrix(name(WeightKind::AttnQ));
+      w.wk = matrix(name(WeightKind::AttnK));
+      w.wv = matrix(name(WeightKind::AttnV));
+      w.wo = matrix(name(WeightKind::AttnOutput));
+      w.w_gate = matrix(name(WeightKind::FfnGate));
+      w.w_up = matrix(name(WeightKind::FfnUp));
+      w.w_down = matrix(name(WeightKind::FfnDown));
+      const std::int64_t ff = p.n_ff[static_cast<std::size_t>(l)];
+      check_matrix(w.wq, p.n_head * p.head_dim, p.n_embd, path, name(WeightKind::AttnQ));
+      check_matrix(w.wk, p.n_head_kv * p.head_dim, p.n_embd, path, name(WeightKind::AttnK));
+      check_matrix(w.wv, p.n_head_kv * p.head_dim, p.n_embd, path, name(WeightKind::AttnV));
+      check_matrix(w.wo, p.n_embd, p.n_head * p.head_dim, path, name(WeightKind::AttnOutput));
+      check_matrix(w.w_gate, ff, p.n_embd, path, name(WeightKind::FfnGate));
+      check_matrix(w.w_up, ff, p.n_embd, path, name(WeightKind::FfnUp));
+      check_matrix(w.w_down, p.n_embd, ff, path, name(WeightKind::FfnDown));
+      layers_.push_back(w);
+    }
+    output_norm_ = norm("output_norm.weight", p.n_embd);
+    output_ = file_.find_tensor("output.weight") != nullptr ? matrix("output.weight") : token_embedding_;
+    check_matrix(output_, p.n_vocab, p.n_embd, path, "output.weight");
+    if (const GgufTensorInfo* rope = file_.find_tensor("rope_freqs.weight")) {
+      if (rope->type != GgmlType::F32 || rope->n_elements() != p.head_dim / 2) {
+        throw FormatError(path, "tensor 'rope_freqs.weight'", "must be F32 with head_dim/2 = " + std::to_string(p.head_dim / 2) + " values");
+      }
+      const auto data = file_.tensor_data(*rope);
+      rope_factors_.resize(static_cast<std::size_t>(p.head_dim / 2));
+      std::memcpy(rope_factors_.data(), data.data(), rope_factors_.size() * sizeof(float));
+    }
+    for (const auto& t : file_.tensors()) weight_bytes_ += t.size_bytes;
+  }
+
+ private:
+  MatrixView matrix(const std::string& name) const {
+    const GgufTensorInfo& info = file_.tensor(name);
+    if (info.shape.size() != 2) throw FormatError(path_, "tensor '" + name + "' shape", "must have 2 dimensions");
+    MatrixView m;
+    m.type = info.type;
+    m.data = file_.tensor_data(info).data();
+    m.cols = info.shape[0];
+    m.rows = info.shape[1];
+    m.row_bytes = static_cast<std::size_t>(ggml_nbytes(info.type, static_cast<std::uint64_t>(m.cols)));
+    return m;
+  }
+
+  const float* norm(const std::string& name, std::int64_t n) {
+    const GgufTensorInfo& info = file_.tensor(name);
+    if (info.n_elements() != n) throw FormatError(path_, "tensor '" + name + "' shape", "must hold " + std::to_string(n) + " values");
+    const auto data = file_.tensor_data(info);
+    if (info.type == GgmlType::F32) return reinterpret_cast<const float*>(data.data());
+    if (info.type != GgmlType::F16 && info.type != GgmlType::BF16) {
+      throw FormatError(path_, "tensor '" + name + "' type", "norm weights must be F32, F16 or BF16");
+    }
+    std::vector<float>& copy = owned_.emplace_back(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, data.data() + 2 * i, 2);
+      copy[static_cast<std::size_t>(i)] = info.type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+    return copy.data();
+  }
+
+  GgufFile file_;
+};
+
+GgmlType ggml_type_of(const SafeTensor& t) {
+  switch (t.dtype) {
+    case SafeDtype::F32: return GgmlType::F32;
+    case SafeDtype::F16: return GgmlType::F16;
+    case SafeDtype::BF16: return GgmlType::BF16;
+    default: throw FormatError(t.file, "tensor '" + t.name + "' dtype", std::string(safe_dtype_name(t.dtype)) + " weights are not supported");
+  }
+}
+
+// A model read straight from a Hugging Face folder: weights are views into the mapped
+// safetensors. Q and K keep HF's row order; RoPE pairs elements the HF way instead.
+class HfLlamaModel : public LlamaModel {
+ public:
+  HfLlamaModel(const std::string& dir, const ModelLoadOptions& options) : weights_(dir) {
+    namespace fs = std::filesystem;
+    path_ = dir;
+    params_ = load_hf_config((fs::path(dir) / "config.json").string());
+    const fs::path tokenizer = fs::path(dir) / "tokenizer.json";
+    if (!fs::exists(tokenizer)) throw Error(dir + ": no tokenizer.json");
+    tokenizer_ = Tokenizer::create(load_vocab_hf(tokenizer.string()));
+    rope_pairing_ = RopePairing::HalfSplit;
+    rope_factors_ = params_.rope_freq_factors();
+
+    const LlamaParams& p = params_;
+    token_embedding_ = matrix(hf_tensor_name({WeightKind::TokenEmbedding, -1}));
+    check_matrix(token_embedding_, p.n_vocab, p.n_embd, dir, "model.embed_tokens.weight");
+    for (std::int64_t l = 0; l < p.n_layer; ++l) {
+      const auto name = [l](WeightKind kind) { return hf_tensor_name({kind, l}); };
+      LayerWeights w;
+      w.attn_norm = norm(name(WeightKind::AttnNorm), p.n_embd);
+      w.ffn_norm = norm(name(WeightKind::FfnNorm), p.n_embd);
+      w.wq = matrix(name(WeightKind::AttnQ));
+      w.wk = matrix(name(WeightKind::AttnK));
+      w.wv = matrix(name(WeightKind::AttnV));
+      w.wo = matrix(name(WeightKind::AttnOutput));
+      w.w_gate = matrix(name(WeightKind::FfnGate));
+      w.w_up = matrix(name(WeightKind::FfnUp));
+      w.w_down = matrix(name(WeightKind::FfnDown));
+      const std::int64_t ff = p.n_ff[static_cast<std::size_t>(l)];
+      check_matrix(w.wq, p.n_head * p.head_dim, p.n_embd, dir, name(WeightKind::AttnQ));
+      check_matrix(w.wk, p.n_head_kv * p.head_dim, p.n_embd, dir, name(WeightKind::AttnK));
+      check_matrix(w.wv, p.n_head_kv * p.head_dim, p.n_embd, dir, name(WeightKind::AttnV));
+      check_matrix(w.wo, p.n_embd, p.n_head * p.head_dim, dir, name(WeightKind::AttnOutput));
+      check_matrix(w.w_gate, ff, p.n_embd, dir, name(WeightKind::FfnGate));
+      check_matrix(w.w_up, ff, p.n_embd, dir, name(WeightKind::FfnUp));
+      check_matrix(w.w_down, p.n_embd, ff, dir, name(WeightKind::FfnDown));
+      layers_.push_back(w);
+    }
+    output_norm_ = norm(hf_tensor_name({WeightKind::OutputNorm, -1}), p.n_embd);
+    output_ = p.tie_word_embeddings ? token_embedding_ : matrix(hf_tensor_name({WeightKind::Output, -1}));
+    check_matrix(output_, p.n_vocab, p.n_embd, dir, "lm_head.weight");
+    weight_bytes_ = weights_.total_bytes();
+    if (options.prefetch) {
+      for (const auto& name : weights_.names()) {
+        const SafeTensor& t = weights_.tensor(name);
+        weights_.file_of(t).advise_willneed(t.file_offset, t.data.size());
+      }
+    }
+  }
+
+ private:
+  MatrixView matrix(const std::string& name) const {
+    const SafeTensor& t = weights_.tensor(name);
+    if (t.shape.size() != 2) throw FormatError(t.file, "tensor '" + name + "' shape", "must have 2 dimensions");
+    MatrixView m;
+    m.type = ggml_type_of(t);
+    m.data = t.data.data();
+    m.rows = t.shape[0];
+    m.cols = t.shape[1];
+    m.row_bytes = static_cast<std::size_t>(m.cols) * safe_dtype_bytes(t.dtype);
+    return m;
+  }
+
+  const float* norm(const std::string& name, std::int64_t n) {
+    const SafeTensor& t = weights_.tensor(name);
+    if (t.n_elements() != n) throw FormatError(t.file, "tensor '" + name + "' shape", "must hold " + std::to_string(n) + " values");
+    const GgmlType type = ggml_type_of(t);
+    std::vector<float>& copy = owned_.emplace_back(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (type == GgmlType::F32) {
+        std::memcpy(&copy[static_cast<std::size_t>(i)], t.data.data() + 4 * i, 4);
+      } else {
+        std::uint16_t h;
+        std::memcpy(&h, t.data.data() + 2 * i, 2);
+        copy[static_cast<std::size_t>(i)] = type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+      }
+    }
+    return copy.data();
+  }
+
+  SafetensorsCheckpoint weights_;
+};
+
+}  // namespace
+
+std::string LlamaModel::architecture() const { return architecture_for(params_); }
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, const ModelLoadOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return std::make_unique<HfLlamaModel>(path, options);
+  if (!std::filesystem::exists(path, ec)) throw Error(path + ": no such file or folder");
+  return std::make_unique<GgufLlamaModel>(path, options);
+}
+
+}  // namespace piquant
