@@ -42,34 +42,11 @@ class GgufLlamaModel : public LlamaModel {
     rope_pairing_ = RopePairing::Interleaved;
     if (options.prefetch) file_.file().advise_willneed(0, file_.file().size());
 
+    bind_weights(
+        path, [this](WeightId id) { return matrix(gguf_tensor_name(id)); },
+        [this](WeightId id, std::int64_t n) { return norm(gguf_tensor_name(id), n); },
+        file_.find_tensor("output.weight") != nullptr);
     const LlamaParams& p = params_;
-    token_embedding_ = matrix("token_embd.weight");
-    check_matrix(token_embedding_, p.n_vocab, p.n_embd, path, "token_embd.weight");
-    for (std::int64_t l = 0; l < p.n_layer; ++l) {
-      const auto name = [l](WeightKind kind) { return gguf_tensor_name({kind, l}); };
-      LayerWeights w;
-      w.attn_norm = norm(name(WeightKind::AttnNorm), p.n_embd);
-      w.ffn_norm = norm(name(WeightKind::FfnNorm), p.n_embd);
-      w.wq = matrix(name(WeightKind::AttnQ));
-      w.wk = matrix(name(WeightKind::AttnK));
-      w.wv = matrix(name(WeightKind::AttnV));
-      w.wo = matrix(name(WeightKind::AttnOutput));
-      w.w_gate = matrix(name(WeightKind::FfnGate));
-      w.w_up = matrix(name(WeightKind::FfnUp));
-      w.w_down = matrix(name(WeightKind::FfnDown));
-      const std::int64_t ff = p.n_ff[static_cast<std::size_t>(l)];
-      check_matrix(w.wq, p.n_head * p.head_dim, p.n_embd, path, name(WeightKind::AttnQ));
-      check_matrix(w.wk, p.n_head_kv * p.head_dim, p.n_embd, path, name(WeightKind::AttnK));
-      check_matrix(w.wv, p.n_head_kv * p.head_dim, p.n_embd, path, name(WeightKind::AttnV));
-      check_matrix(w.wo, p.n_embd, p.n_head * p.head_dim, path, name(WeightKind::AttnOutput));
-      check_matrix(w.w_gate, ff, p.n_embd, path, name(WeightKind::FfnGate));
-      check_matrix(w.w_up, ff, p.n_embd, path, name(WeightKind::FfnUp));
-      check_matrix(w.w_down, p.n_embd, ff, path, name(WeightKind::FfnDown));
-      layers_.push_back(w);
-    }
-    output_norm_ = norm("output_norm.weight", p.n_embd);
-    output_ = file_.find_tensor("output.weight") != nullptr ? matrix("output.weight") : token_embedding_;
-    check_matrix(output_, p.n_vocab, p.n_embd, path, "output.weight");
     if (const GgufTensorInfo* rope = file_.find_tensor("rope_freqs.weight")) {
       if (rope->type != GgmlType::F32 || rope->n_elements() != p.head_dim / 2) {
         throw FormatError(path, "tensor 'rope_freqs.weight'", "must be F32 with head_dim/2 = " + std::to_string(p.head_dim / 2) + " values");
@@ -137,34 +114,9 @@ class HfLlamaModel : public LlamaModel {
     rope_pairing_ = RopePairing::HalfSplit;
     rope_factors_ = params_.rope_freq_factors();
 
-    const LlamaParams& p = params_;
-    token_embedding_ = matrix(hf_tensor_name({WeightKind::TokenEmbedding, -1}));
-    check_matrix(token_embedding_, p.n_vocab, p.n_embd, dir, "model.embed_tokens.weight");
-    for (std::int64_t l = 0; l < p.n_layer; ++l) {
-      const auto name = [l](WeightKind kind) { return hf_tensor_name({kind, l}); };
-      LayerWeights w;
-      w.attn_norm = norm(name(WeightKind::AttnNorm), p.n_embd);
-      w.ffn_norm = norm(name(WeightKind::FfnNorm), p.n_embd);
-      w.wq = matrix(name(WeightKind::AttnQ));
-      w.wk = matrix(name(WeightKind::AttnK));
-      w.wv = matrix(name(WeightKind::AttnV));
-      w.wo = matrix(name(WeightKind::AttnOutput));
-      w.w_gate = matrix(name(WeightKind::FfnGate));
-      w.w_up = matrix(name(WeightKind::FfnUp));
-      w.w_down = matrix(name(WeightKind::FfnDown));
-      const std::int64_t ff = p.n_ff[static_cast<std::size_t>(l)];
-      check_matrix(w.wq, p.n_head * p.head_dim, p.n_embd, dir, name(WeightKind::AttnQ));
-      check_matrix(w.wk, p.n_head_kv * p.head_dim, p.n_embd, dir, name(WeightKind::AttnK));
-      check_matrix(w.wv, p.n_head_kv * p.head_dim, p.n_embd, dir, name(WeightKind::AttnV));
-      check_matrix(w.wo, p.n_embd, p.n_head * p.head_dim, dir, name(WeightKind::AttnOutput));
-      check_matrix(w.w_gate, ff, p.n_embd, dir, name(WeightKind::FfnGate));
-      check_matrix(w.w_up, ff, p.n_embd, dir, name(WeightKind::FfnUp));
-      check_matrix(w.w_down, p.n_embd, ff, dir, name(WeightKind::FfnDown));
-      layers_.push_back(w);
-    }
-    output_norm_ = norm(hf_tensor_name({WeightKind::OutputNorm, -1}), p.n_embd);
-    output_ = p.tie_word_embeddings ? token_embedding_ : matrix(hf_tensor_name({WeightKind::Output, -1}));
-    check_matrix(output_, p.n_vocab, p.n_embd, dir, "lm_head.weight");
+    bind_weights(
+        dir, [this](WeightId id) { return matrix(hf_tensor_name(id)); },
+        [this](WeightId id, std::int64_t n) { return norm(hf_tensor_name(id), n); }, !params_.tie_word_embeddings);
     weight_bytes_ = weights_.total_bytes();
     if (options.prefetch) {
       for (const auto& name : weights_.names()) {
@@ -210,6 +162,34 @@ class HfLlamaModel : public LlamaModel {
 }  // namespace
 
 std::string LlamaModel::architecture() const { return architecture_for(params_); }
+
+void LlamaModel::bind_weights(const std::string& source, const std::function<MatrixView(WeightId)>& matrix,
+                              const std::function<const float*(WeightId, std::int64_t)>& norm, bool has_output) {
+  const LlamaParams& p = params_;
+  const auto checked = [&](WeightKind kind, std::int64_t layer, std::int64_t rows, std::int64_t cols) {
+    const MatrixView m = matrix({kind, layer});
+    check_matrix(m, rows, cols, source, gguf_tensor_name({kind, layer}));
+    return m;
+  };
+  token_embedding_ = checked(WeightKind::TokenEmbedding, -1, p.n_vocab, p.n_embd);
+  layers_.clear();
+  for (std::int64_t l = 0; l < p.n_layer; ++l) {
+    const std::int64_t ff = p.n_ff[static_cast<std::size_t>(l)];
+    LayerWeights w;
+    w.attn_norm = norm({WeightKind::AttnNorm, l}, p.n_embd);
+    w.ffn_norm = norm({WeightKind::FfnNorm, l}, p.n_embd);
+    w.wq = checked(WeightKind::AttnQ, l, p.n_head * p.head_dim, p.n_embd);
+    w.wk = checked(WeightKind::AttnK, l, p.n_head_kv * p.head_dim, p.n_embd);
+    w.wv = checked(WeightKind::AttnV, l, p.n_head_kv * p.head_dim, p.n_embd);
+    w.wo = checked(WeightKind::AttnOutput, l, p.n_embd, p.n_head * p.head_dim);
+    w.w_gate = checked(WeightKind::FfnGate, l, ff, p.n_embd);
+    w.w_up = checked(WeightKind::FfnUp, l, ff, p.n_embd);
+    w.w_down = checked(WeightKind::FfnDown, l, p.n_embd, ff);
+    layers_.push_back(w);
+  }
+  output_norm_ = norm({WeightKind::OutputNorm, -1}, p.n_embd);
+  output_ = has_output ? checked(WeightKind::Output, -1, p.n_vocab, p.n_embd) : token_embedding_;
+}
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, const ModelLoadOptions& options) {
   std::error_code ec;

@@ -4,6 +4,7 @@
 // Hugging Face folder's safetensors. Loading touches almost nothing: pages come in
 // as the forward pass reads them.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "kernels/matrix_view.h"
 #include "kernels/rope.h"
 #include "model/llama_params.h"
+#include "model/tensor_names.h"
 #include "tokenizer/tokenizer.h"
 
 namespace piquant {
@@ -49,6 +51,9 @@ class LlamaModel {
 
  protected:
   LlamaModel() = default;
+  // Looks every weight up by id and checks its shape and type against params_.
+  void bind_weights(const std::string& source, const std::function<MatrixView(WeightId)>& matrix,
+                    const std::function<const float*(WeightId, std::int64_t)>& norm, bool has_output);
 
   std::string path_;
   LlamaParams params_;

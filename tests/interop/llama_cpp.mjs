@@ -10,6 +10,9 @@
 //   tokenize FILE.gguf TEXT_FILE [--special] [--list]
 //   generate FILE.gguf PROMPT N             greedy continuation of N tokens
 //   logits   FILE.gguf TOKEN_IDS [--probabilities]
+//   chunk-logits FILE.gguf CHUNKS_JSON OUT.bin [--first N]
+//                                           logits of many sequences, each from an
+//                                           empty cache, as raw float32 (perplexity)
 //
 // Options: --threads N (default 1: ggml's worker threads spin, which on a small,
 // shared CI box is many times slower than one thread), --context N, --verbose,
@@ -20,7 +23,7 @@
 // attention on, the KV type makes no difference).
 // The package is looked up in $PIQUANT_INTEROP_DIR (the install folder), else next
 // to this script.
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -36,7 +39,12 @@ const usage = `usage: llama_cpp.mjs COMMAND ARGS [--threads N] [--context N] [--
       Greedy (temperature 0) continuation; BOS is added when the model asks for it.
   logits FILE.gguf TOKEN_IDS [--probabilities]
       TOKEN_IDS is a JSON array of token ids, or a file holding one. Prints the
-      full-vocabulary next-token logits after every prefix tokens[0..i].`;
+      full-vocabulary next-token logits after every prefix tokens[0..i].
+  chunk-logits FILE.gguf CHUNKS_JSON OUT.bin [--first N]
+      CHUNKS_JSON is a file holding a JSON array of token-id arrays. Each array is
+      evaluated from an empty cache; the next-token logits at its positions
+      N..length-1 (default N = 0) are written to OUT.bin as rows of n_vocab
+      little-endian float32, array after array. Prints {n_vocab, n_chunks, first, rows}.`;
 
 class UsageError extends Error {}
 
@@ -44,7 +52,7 @@ function parseArgs(argv) {
   const positional = [];
   const flags = {
     threads: 1, context: 0, kvType: null, flashAttention: "auto",
-    verbose: false, special: false, list: false, probabilities: false,
+    verbose: false, special: false, list: false, probabilities: false, first: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -65,6 +73,7 @@ function parseArgs(argv) {
     else if (arg === "--special") flags.special = true;
     else if (arg === "--list") flags.list = true;
     else if (arg === "--probabilities") flags.probabilities = true;
+    else if (arg === "--first") flags.first = takeNumber("--first");
     else if (arg === "--help" || arg === "-h") throw new UsageError("");
     else if (arg.startsWith("--")) throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);
@@ -316,11 +325,54 @@ async function commandLogits(nlc, [file, idsArg], flags, log) {
   return output;
 }
 
+// Many independent sequences in one process (loading llama.cpp takes a second):
+// the binary output keeps tens of MB of logits exact and quick to read.
+async function commandChunkLogits(nlc, [file, chunksFile, outFile], flags, log) {
+  if (!file || !chunksFile || !outFile) throw new UsageError("chunk-logits needs FILE.gguf CHUNKS_JSON OUT.bin");
+  const chunks = JSON.parse(readFileSync(chunksFile, "utf8"));
+  const valid = Array.isArray(chunks) && chunks.length > 0 && chunks.every((ids) =>
+    Array.isArray(ids) && ids.length > flags.first && ids.every((t) => Number.isInteger(t) && t >= 0));
+  if (!valid) {
+    throw new UsageError(`${chunksFile}: needs a non-empty JSON array of token-id arrays, each longer than --first ${flags.first}`);
+  }
+  const llama = await openLlama(nlc, flags, log);
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const vocabSize = model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length;
+  if (!Number.isInteger(vocabSize)) throw new Error(`${file}: no tokenizer.ggml.tokens array`);
+  if (chunks.some((ids) => ids.some((id) => id >= vocabSize))) {
+    throw new UsageError(`${chunksFile}: a token id is outside the vocabulary (size ${vocabSize})`);
+  }
+  const sequence = await openSequence(model, Math.max(...chunks.map((ids) => ids.length)), flags);
+  const generateNext = { logits: true, options: { temperature: 0 } };
+  const out = openSync(outFile, "w");
+  let rows = 0;
+  try {
+    for (const [c, ids] of chunks.entries()) {
+      await sequence.clearHistory();
+      const results = await sequence.controlledEvaluate(ids.map((id, i) => (i >= flags.first ? [id, { generateNext }] : id)));
+      for (let i = flags.first; i < ids.length; i++) {
+        const map = results[i]?.next?.logits;
+        if (!map || map.size !== vocabSize) {
+          throw new Error(`chunk ${c} position ${i}: node-llama-cpp returned ${map?.size ?? 0} logits, expected ${vocabSize}`);
+        }
+        const row = new Float32Array(vocabSize);
+        for (const [token, value] of map) row[token] = value;
+        writeSync(out, new Uint8Array(row.buffer));
+        rows++;
+      }
+    }
+  } finally {
+    closeSync(out);
+  }
+  return { n_vocab: vocabSize, n_chunks: chunks.length, first: flags.first, rows };
+}
+
 const commands = {
   metadata: commandMetadata,
   tokenize: commandTokenize,
   generate: commandGenerate,
   logits: commandLogits,
+  "chunk-logits": commandChunkLogits,
 };
 
 async function main() {
