@@ -71,10 +71,19 @@ TEST(Convert, Stories260KTensorsAndMetadata) {
   EXPECT_EQ(gguf.tensor("blk.4.ffn_down.weight").shape, (std::vector<std::int64_t>{172, 64}));
   for (std::size_t i = 0; i < w2.size(); ++i) ASSERT_EQ(down[i], w2[i]) << i;
 
-  // Reading the GGUF back as a checkpoint gives the same model.
+  // Reading the GGUF back as a checkpoint gives the same model, and GGUF -> GGUF
+  // conversion to F16 holds every weight rounded to F16.
   const auto again = open_checkpoint((dir / "m.gguf").string());
   EXPECT_EQ(again->params().n_ff, checkpoint->params().n_ff);
   EXPECT_EQ(again->vocab().tokens, checkpoint->vocab().tokens);
+  EXPECT_EQ(again->vocab().scores, checkpoint->vocab().scores);
+  export_options.type = GgmlType::F16;
+  export_gguf(*again, (dir / "m16.gguf").string(), export_options);
+  const GgufFile half((dir / "m16.gguf").string());
+  EXPECT_EQ(half.get_int("general.file_type"), 1);
+  const auto q16 = gguf_floats(half, "blk.3.attn_q.weight");
+  for (std::size_t i = 0; i < wq.size(); ++i) ASSERT_EQ(q16[i], f16_to_f32(f32_to_f16(wq[i]))) << i;
+  EXPECT_EQ(half.tensor("blk.3.attn_norm.weight").type, GgmlType::F32);
 }
 
 TEST(Convert, TinySynthWithVaryingWidthsBecomesDeci) {
