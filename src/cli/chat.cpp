@@ -23,11 +23,6 @@ struct ChatArgs {
   std::int64_t n_predict = -1;
 };
 
-void write_stdout(std::string_view text) {
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
-}
-
 // One conversation: the messages so far and what the context holds of them.
 class Conversation {
  public:
@@ -57,14 +52,19 @@ class Conversation {
       history_ = system_;
       last_ = {};
       tokens = turn_tokens(user);
+      if (static_cast<std::int64_t>(tokens.size()) >= context_.n_ctx()) {
+        log::error("chat: that message takes ", tokens.size(), " tokens, more than the context of ", context_.n_ctx(),
+                   " leaves room for (raise --ctx); it was skipped");
+        return;
+      }
     }
 
     std::string reply;
     const GenerateStats stats = generate(context_, sampler_, tokens, options_, [&](std::string_view text) {
       reply += text;
-      write_stdout(text);
+      write_to_stdout(text);
     });
-    write_stdout("\n");
+    write_to_stdout("\n");
     if (stats.stop_reason == StopReason::ContextFull) log::warn("chat: the context is full; the reply was cut short");
     log::debug("chat: ", stats.n_prompt, " prompt tokens (", stats.prompt_tokens_per_second(), " tokens/s), ",
                stats.n_generated, " generated (", stats.generated_tokens_per_second(), " tokens/s), stopped by ",
@@ -80,10 +80,13 @@ class Conversation {
   // turn if the model did not end it itself, then the user's turn and the reply header.
   std::vector<std::int32_t> turn_tokens(const ChatMessage& user) const {
     std::vector<std::int32_t> tokens;
-    if (last_.last_token >= 0) {
-      tokens.push_back(last_.last_token);
-      if (last_.stop_reason != StopReason::EndOfGeneration) tokens.push_back(end_of_turn_);
+    if (context_.n_past() == 0) {  // a fresh context: the whole conversation, system prompt included
+      std::vector<ChatMessage> messages = history_;
+      messages.push_back(user);
+      return tokenize_chat(tokenizer_, render_chat(format_, messages, true));
     }
+    if (last_.last_token >= 0) tokens.push_back(last_.last_token);
+    if (last_.stop_reason != StopReason::EndOfGeneration) tokens.push_back(end_of_turn_);
     const std::vector<std::int32_t> turn = tokenize_chat(tokenizer_, render_chat_continuation(format_, history_, user));
     tokens.insert(tokens.end(), turn.begin(), turn.end());
     return tokens;
@@ -102,17 +105,17 @@ class Conversation {
 
 void run_chat(const ChatArgs& args) {
   LoadedModel loaded = load_model_and_context(args.inference);
-  log::info("chat: loaded in ", loaded.load_seconds, " s; type a message, end with Ctrl-D");
-  Conversation conversation(args, *loaded.context);
   const bool interactive = ::isatty(0) != 0;
+  if (interactive) log::info("chat: loaded in ", loaded.load_seconds, " s; type a message, end with Ctrl-D");
+  Conversation conversation(args, *loaded.context);
   std::string line;
   for (;;) {
-    if (interactive) write_stdout("> ");
+    if (interactive) write_to_stdout("> ");
     if (!std::getline(std::cin, line)) break;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     conversation.reply_to(line);
   }
-  if (interactive) write_stdout("\n");
+  if (interactive) write_to_stdout("\n");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "core/error.h"
 #include "core/logger.h"
@@ -55,6 +56,11 @@ LoadedModel load_model_and_context(const InferenceArgs& args) {
              " layers, context ", options.n_ctx, ", KV cache ",
              static_cast<double>(loaded.context->kv_cache_bytes()) / 1e6, " MB) in ", loaded.load_seconds, " s");
   return loaded;
+}
+
+void write_to_stdout(std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
 }
 
 }  // namespace piquant::cli

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "model/llama_context.h"
 #include "model/llama_model.h"
@@ -34,5 +35,8 @@ struct LoadedModel {
   double load_seconds = 0.0;
 };
 LoadedModel load_model_and_context(const InferenceArgs& args);
+
+// Writes generated text to stdout at once (flushed, so it streams through pipes too).
+void write_to_stdout(std::string_view text);
 
 }  // namespace piquant::cli

@@ -27,11 +27,12 @@ void print_text(const KldResult& r) {
   std::printf("PPL(model) = %.4f ± %.5f\n", r.ppl_model, r.ppl_model_stderr);
   std::printf("ΔPPL       = %.4f   (ln(PPL(model)/PPL(base)) = %.5f ± %.5f)\n", r.delta_ppl, r.ln_ppl_ratio,
               r.ln_ppl_ratio_stderr);
-  std::printf("Mean KLD   = %.6f ± %.6f\n", r.kld_mean, r.kld_stderr);
-  std::printf("Median KLD = %.6f\n", r.kld_median);
-  std::printf("90%% KLD    = %.6f\n", r.kld_p90);
-  std::printf("99%% KLD    = %.6f\n", r.kld_p99);
-  std::printf("Max KLD    = %.6f\n", r.kld_max);
+  // %g: a good quantization's KLD is 1e-4 or less, which fixed decimals would flatten.
+  std::printf("Mean KLD   = %.6g ± %.3g\n", r.kld_mean, r.kld_stderr);
+  std::printf("Median KLD = %.6g\n", r.kld_median);
+  std::printf("90%% KLD    = %.6g\n", r.kld_p90);
+  std::printf("99%% KLD    = %.6g\n", r.kld_p99);
+  std::printf("Max KLD    = %.6g\n", r.kld_max);
   std::printf("Same top   = %.3f ± %.3f %%\n", 100.0 * r.top1_agreement, 100.0 * r.top1_stderr);
   std::printf("%lld tokens scored in %lld chunks of %lld; %.2f s in the models\n", static_cast<long long>(r.n_scored),
               static_cast<long long>(r.n_chunks), static_cast<long long>(r.n_ctx), r.eval_seconds);

@@ -4,7 +4,7 @@
 // (simd_target.cpp reports and forces targets through one of them).
 //
 // Left out on purpose:
-// - SSSE3: x86 machines with SSSE3 but no SSE4.1 are rare; they run the EMU128 path, and
+// - SSSE3: x86 machines with SSSE3 but no SSE4.1 are rare; they run the portable baseline, and
 //   every extra target costs compile time for each kernel.
 // - SVE/SVE2: the register tiles keep vectors in small arrays, which sizeless SVE types
 //   cannot be. ARM boards (Raspberry Pi 4/5) run NEON.

@@ -50,11 +50,14 @@ std::vector<std::int64_t> cpu_targets() {
   return targets;
 }
 
-std::string target_alias(const std::string& name) {
-  const std::string n = lower(name);
-  if (n == "scalar") return "emu128";
-  if (n == "avx512") return "avx3";
-  return n;
+// Whether a user's name (lower case) means Highway's target `target`. "scalar" is the
+// portable baseline, which Highway builds as EMU128, or as SCALAR with compilers whose
+// EMU128 it distrusts (GCC before 12.3).
+bool names_target(const std::string& name, std::int64_t target) {
+  const std::string target_name = lower(hwy::TargetName(target));
+  if (name == "scalar") return target == HWY_EMU128 || target == HWY_SCALAR;
+  if (name == "avx512") return target == HWY_AVX3;
+  return name == target_name;
 }
 
 }  // namespace
@@ -68,7 +71,7 @@ std::vector<std::string> simd_targets() {
 std::string simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(ActiveTarget)()); }
 
 void force_simd_target(const std::string& name) {
-  const std::string wanted = target_alias(name);
+  const std::string wanted = lower(name);
   const std::vector<std::int64_t> targets = cpu_targets();
   if (wanted.empty() || wanted == "best") {
     hwy::SetSupportedTargetsForTest(0);
@@ -76,7 +79,7 @@ void force_simd_target(const std::string& name) {
   }
   std::string available;
   for (const std::int64_t t : targets) {
-    if (lower(hwy::TargetName(t)) == wanted) {
+    if (names_target(wanted, t)) {
       hwy::SetSupportedTargetsForTest(t);
       return;
     }

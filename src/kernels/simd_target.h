@@ -8,8 +8,8 @@
 namespace piquant {
 
 // Targets compiled in and supported by this CPU, best first, as Highway names them
-// ("AVX3", "AVX2", "SSE4", "EMU128" on x86; "NEON" on ARM). EMU128 is the portable
-// scalar-per-lane baseline.
+// ("AVX3", "AVX2", "SSE4" and the portable baseline "EMU128" or, built by GCC < 12.3,
+// "SCALAR" on x86; "NEON" on ARM, where NEON is the baseline).
 std::vector<std::string> simd_targets();
 
 // The target the kernels dispatch to now.

@@ -27,7 +27,14 @@ std::int32_t argmax(std::span<const float> logits) {
 
 }  // namespace
 
-Sampler::Sampler(const SamplerOptions& options) : options_(options), rng_(options.seed) {}
+Sampler::Sampler(const SamplerOptions& options) : options_(options), rng_(options.seed) {
+  if (!(options.repeat_penalty > 0.0f) || !std::isfinite(options.repeat_penalty)) {
+    throw Error("sampler: the repetition penalty must be a positive number, not " + std::to_string(options.repeat_penalty));
+  }
+  if (std::isnan(options.temperature) || std::isnan(options.top_p) || std::isnan(options.min_p)) {
+    throw Error("sampler: temperature, top-p and min-p must be numbers");
+  }
+}
 
 void Sampler::reset() {
   rng_.seed(options_.seed);
@@ -71,45 +78,63 @@ std::int32_t Sampler::sample(std::span<const float> logits) {
     }
   }
 
-  // Top-k, then everything below in descending order (top-p and min-p need it).
+  // Top-k: the k best, sorted. Without it nothing is sorted yet: a full sort of a
+  // large vocab per token costs more than needed, so the filters below sort only as
+  // far as they look.
   std::size_t n = n_vocab;
+  std::size_t sorted = 0;  // candidates_[0, sorted) are the best, in order
   if (options_.top_k > 0 && static_cast<std::size_t>(options_.top_k) < n_vocab) {
     n = static_cast<std::size_t>(options_.top_k);
     std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(n), candidates_.end(),
                       ranks_before);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), ranks_before);
+    sorted = n;
   }
-  candidates_.resize(n);
+  const auto first = candidates_.begin();
+  const auto end = first + static_cast<std::ptrdiff_t>(n);
 
-  // Softmax with temperature; the first candidate has the largest logit.
-  const float max_logit = candidates_.front().first;
+  // Softmax with temperature over what top-k kept.
+  const float max_logit = sorted > 0 ? first->first : std::max_element(first, end, [](const Candidate& a, const Candidate& b) {
+    return a.first < b.first;
+  })->first;
   if (max_logit == -INFINITY) throw Error("sampler: every logit is -inf");
   double sum = 0.0;
-  for (Candidate& c : candidates_) {
-    const double p = std::exp(static_cast<double>(c.first - max_logit) / options_.temperature);
-    c.first = static_cast<float>(p);
-    sum += p;
+  for (auto it = first; it != end; ++it) {
+    it->first = std::exp((it->first - max_logit) / options_.temperature);  // a tiny temperature gives 0, not NaN
+    sum += it->first;
   }
-  for (Candidate& c : candidates_) c.first = static_cast<float>(c.first / sum);
+  const auto inv_sum = static_cast<float>(1.0 / sum);
+  for (auto it = first; it != end; ++it) it->first *= inv_sum;
 
-  // Top-p: the smallest prefix whose probability reaches top_p (at least one token).
+  // Min-p: drop tokens less likely than min_p times the most likely one. Top-p and
+  // min-p each keep a prefix of the ranking, so applying min-p first keeps the same set.
+  if (options_.min_p > 0.0f) {
+    const float threshold = options_.min_p * inv_sum;  // p_max = e^0 / sum
+    const auto likely = [threshold](const Candidate& c) { return c.first >= threshold; };
+    if (sorted > 0) {
+      n = static_cast<std::size_t>(std::partition_point(first, end, likely) - first);
+      sorted = n;
+    } else {
+      n = static_cast<std::size_t>(std::partition(first, end, likely) - first);
+    }
+    n = std::max<std::size_t>(n, 1);  // rounding must not drop the most likely token
+  }
+
+  // Top-p: the smallest prefix of the ranking whose probability reaches top_p (at least
+  // one token), sorting a chunk at a time only as far as the running sum needs.
   if (options_.top_p < 1.0f) {
     double cumulative = 0.0;
     std::size_t keep = 0;
     while (keep < n) {
+      if (keep == sorted) {
+        const std::size_t chunk_end = std::min(n, sorted + std::max<std::size_t>(64, sorted));
+        std::partial_sort(first + static_cast<std::ptrdiff_t>(sorted), first + static_cast<std::ptrdiff_t>(chunk_end),
+                          first + static_cast<std::ptrdiff_t>(n), ranks_before);
+        sorted = chunk_end;
+      }
       cumulative += candidates_[keep].first;
       ++keep;
       if (cumulative >= options_.top_p) break;
     }
-    n = keep;
-  }
-
-  // Min-p: drop tokens less likely than min_p times the most likely one.
-  if (options_.min_p > 0.0f) {
-    const float threshold = options_.min_p * candidates_.front().first;
-    std::size_t keep = 1;
-    while (keep < n && candidates_[keep].first >= threshold) ++keep;
     n = keep;
   }
 

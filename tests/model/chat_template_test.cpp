@@ -57,12 +57,18 @@ TEST(ChatTemplate, ContinuationIsTheNewTail) {
             "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
   EXPECT_EQ(render_chat_continuation(ChatFormat::Llama2, history, kConversation[3]), "<s>[INST] Hi [/INST]");
   for (const ChatFormat format : {ChatFormat::Llama3, ChatFormat::Llama2}) {
-    // The first turn after the system prompt (or none) is the whole prompt, BOS included.
-    EXPECT_EQ(render_chat_continuation(format, std::span(kConversation).first(1), kConversation[1]),
-              render_chat(format, std::span(kConversation).first(2), true));
+    for (const std::size_t h : {1, 3}) {  // after the system prompt, after a reply
+      const auto history = std::span(kConversation).first(h);
+      EXPECT_EQ(render_chat(format, history, false) + render_chat_continuation(format, history, kConversation[h]),
+                render_chat(format, std::span(kConversation).first(h + 1), true))
+          << chat_format_name(format) << " after " << h << " messages";
+    }
     EXPECT_EQ(render_chat_continuation(format, {}, kConversation[1]),
               render_chat(format, std::span(kConversation).subspan(1, 1), true));
   }
+  // Llama 2 puts the system prompt inside the first user turn, so that turn is all of it.
+  EXPECT_EQ(render_chat_continuation(ChatFormat::Llama2, std::span(kConversation).first(1), kConversation[1]),
+            "<s>[INST] <<SYS>>\nYou are helpful.\n<</SYS>>\n\n Hi there [/INST]");
 }
 
 TEST(ChatTemplate, DetectsTheRealLlama3Template) {

@@ -2,9 +2,11 @@
 // (numpy: penalty, top-k, softmax with temperature, top-p, min-p, renormalise).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "core/error.h"
@@ -15,12 +17,16 @@ namespace {
 
 std::vector<double> draw_frequencies(Sampler& sampler, const std::vector<float>& logits, int draws) {
   std::vector<double> counts(logits.size(), 0.0);
+  int out_of_range = 0;
   for (int i = 0; i < draws; ++i) {
     const std::int32_t token = sampler.sample(logits);
-    EXPECT_GE(token, 0);
-    EXPECT_LT(token, static_cast<std::int32_t>(logits.size()));
-    if (token >= 0 && token < static_cast<std::int32_t>(logits.size())) counts[static_cast<std::size_t>(token)] += 1;
+    if (token >= 0 && token < static_cast<std::int32_t>(logits.size())) {
+      counts[static_cast<std::size_t>(token)] += 1;
+    } else {
+      ++out_of_range;
+    }
   }
+  EXPECT_EQ(out_of_range, 0);
   return counts;
 }
 
@@ -128,6 +134,41 @@ TEST(Sampler, MinPAlone) {
   expect_distribution(run(0.5f), {0, 0.5 / 0.8, 0, 0.3 / 0.8});              // drops p < 0.25
 }
 
+// 200 tokens ranked in shuffled id order, p(rank r) ∝ e^(-0.005 r): top-p 0.7 keeps the
+// best 117 (the sorted prefix has to grow past its first chunk), min-p 0.7 the best 72.
+TEST(Sampler, TopPAndMinPOverALargerShuffledVocab) {
+  const std::size_t n = 200;
+  std::vector<std::size_t> id_of_rank(n);
+  for (std::size_t r = 0; r < n; ++r) id_of_rank[r] = r;
+  std::shuffle(id_of_rank.begin(), id_of_rank.end(), std::mt19937(9));
+  std::vector<float> logits(n);
+  std::vector<double> weight(n);
+  double total = 0;
+  for (std::size_t r = 0; r < n; ++r) {
+    logits[id_of_rank[r]] = -0.005f * static_cast<float>(r);
+    weight[r] = std::exp(-0.005 * static_cast<double>(r));
+    total += weight[r];
+  }
+  const auto expected_for_prefix = [&](std::size_t keep) {
+    double kept = 0;
+    for (std::size_t r = 0; r < keep; ++r) kept += weight[r];
+    std::vector<double> expected(n, 0.0);
+    for (std::size_t r = 0; r < keep; ++r) expected[id_of_rank[r]] = weight[r] / kept;
+    return expected;
+  };
+  std::size_t top_p_keep = 0;
+  for (double cumulative = 0; cumulative < 0.7 * total; ++top_p_keep) cumulative += weight[top_p_keep];
+  ASSERT_EQ(top_p_keep, 117u);
+
+  SamplerOptions options = plain();
+  options.top_p = 0.7f;
+  Sampler top_p(options);
+  expect_distribution(draw_frequencies(top_p, logits, 8000), expected_for_prefix(top_p_keep));
+  options.min_p = 0.7f;
+  Sampler both(options);
+  expect_distribution(draw_frequencies(both, logits, 8000), expected_for_prefix(72));
+}
+
 TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOncePerToken) {
   SamplerOptions options = plain();
   options.repeat_penalty = 2.0f;
@@ -191,6 +232,17 @@ TEST(Sampler, BadLogitsThrow) {
   EXPECT_THROW(sampler.sample(std::vector<float>{-inf, -inf}), Error);
   Sampler greedy(plain(0.0f));
   EXPECT_THROW(greedy.sample(std::vector<float>{}), Error);
+
+  SamplerOptions options = plain();
+  options.repeat_penalty = 0.0f;
+  EXPECT_THROW(Sampler{options}, Error);
+  options = plain(std::nanf(""));
+  EXPECT_THROW(Sampler{options}, Error);
+}
+
+TEST(Sampler, TinyTemperatureIsNearlyGreedy) {
+  Sampler sampler(plain(1e-30f));
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(sampler.sample(std::vector<float>{0.5f, 2.0f, -1.0f, 1.9f}), 1);
 }
 
 }  // namespace

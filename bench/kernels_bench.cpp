@@ -1,0 +1,102 @@
+// matmul throughput: decode (1 token, mat-vec) and prompt (8 and 64 tokens, mat-mat) on
+// Llama-3-8B-sized weights (attention 4096×4096, MLP gate/up 14336×4096, down 4096×14336), F32/F16/BF16, 1 and 2 threads. Reports weight bytes streamed
+// per second, GFLOP/s (2·rows·cols·tokens per call) and tokens per second.
+// PIQUANT_SIMD=avx2 (etc.) restricts the SIMD target.
+//   kernels_bench [--benchmark_filter=f16/4096x4096]
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "kernels/matmul.h"
+#include "kernels/simd_target.h"
+
+namespace piquant {
+namespace {
+
+// Weights of a type with values like a trained layer's (small, random sign).
+std::vector<std::uint8_t> random_weights(GgmlType type, std::int64_t rows, std::int64_t cols) {
+  const std::size_t n = static_cast<std::size_t>(rows * cols);
+  const std::size_t bytes = type == GgmlType::F32 ? 4 : 2;
+  std::vector<std::uint8_t> data(n * bytes);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float f = dist(rng);
+    if (type == GgmlType::F32) {
+      std::memcpy(&data[4 * i], &f, 4);
+    } else {
+      const std::uint16_t h = type == GgmlType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+      std::memcpy(&data[2 * i], &h, 2);
+    }
+  }
+  return data;
+}
+
+void bench_matmul(benchmark::State& state, GgmlType type, std::int64_t rows, std::int64_t cols,
+                  std::int64_t tokens, unsigned threads) {
+  const std::vector<std::uint8_t> weights = random_weights(type, rows, cols);
+  const std::size_t row_bytes = weights.size() / static_cast<std::size_t>(rows);
+  const MatrixView w{type, weights.data(), rows, cols, row_bytes};
+  std::vector<float> x(static_cast<std::size_t>(tokens * cols));
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (float& v : x) v = dist(rng);
+  std::vector<float> y(static_cast<std::size_t>(tokens * rows));
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    matmul(w, x.data(), tokens, y.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(tokens);
+  // Rates (Google Benchmark appends "/s"): weight gigabytes, gigaflops, tokens.
+  state.counters["weights_GB"] =
+      benchmark::Counter(static_cast<double>(weights.size()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(simd_target());
+}
+
+void register_benchmarks() {
+  struct Shape {
+    std::int64_t rows, cols;
+  };
+  for (const GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
+    for (const Shape shape : {Shape{4096, 4096}, Shape{14336, 4096}, Shape{4096, 14336}})
+      for (const std::int64_t tokens : {1, 8, 64})
+        for (const unsigned threads : {1u, 2u}) {
+          const std::string name = "matmul/" + ggml_type_name(type) + "/" + std::to_string(shape.rows) + "x" +
+                                   std::to_string(shape.cols) + "/tokens:" + std::to_string(tokens) +
+                                   "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), bench_matmul, type, shape.rows, shape.cols, tokens, threads)
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
+        }
+}
+
+}  // namespace
+}  // namespace piquant
+
+int main(int argc, char** argv) {
+  try {
+    piquant::force_simd_target_from_env();
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  piquant::register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
