@@ -17,9 +17,13 @@
 #
 # Settings (environment): PIQUANT (default build/piquant), PIQUANT_INTEROP_DIR
 # (default build/interop), MODEL (an F16 GGUF to use instead of the synthesized one),
-# THREADS (2), PROMPT_SENTENCES (8, ~ 13 tokens each), GEN_TOKENS (32), RUNS (2).
+# THREADS (2), PROMPT_SENTENCES (8, ~17 tokens each), GEN_TOKENS (32), RUNS (2),
+# REFERENCE_THREADS (1; empty: skip): one more round of both at that thread count.
 # Speed on a shared machine depends on its load: the script prints the load average
-# before and after; compare numbers from the same run only.
+# before and after; compare numbers from the same run only. ggml's worker threads
+# spin while they wait, so when other processes take the cores llama.cpp's
+# multi-threaded speed collapses far more than piquant's; the reference round at one
+# thread shows how much of a difference is that.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +31,7 @@ work=${1:-$root/build/bench}
 piquant=${PIQUANT:-$root/build/piquant}
 export PIQUANT_INTEROP_DIR=${PIQUANT_INTEROP_DIR:-$root/build/interop}
 threads=${THREADS:-2}
+reference_threads=${REFERENCE_THREADS-1}
 sentences=${PROMPT_SENTENCES:-8}
 gen=${GEN_TOKENS:-32}
 runs=${RUNS:-2}
@@ -91,3 +96,17 @@ awk -v pp="$best_pq_prompt" -v pd="$best_pq_decode" -v lp="$best_ll_prompt" -v l
   printf "%-10s %14.2f %14.2f\n", "llama.cpp", lp, ld
   printf "%-10s %14.2f %14.2f\n", "ratio", pp / lp, pd / ld
 }'
+
+if [[ -n $reference_threads && $reference_threads != "$threads" ]]; then
+  threads=$reference_threads
+  pq=$(run_piquant)
+  ll=$(run_llama_cpp)
+  read -r pq_np pq_prompt pq_ng pq_decode <<<"$pq"
+  read -r ll_np ll_prompt ll_ng ll_decode <<<"$ll"
+  echo "== reference round with $threads thread(s)"
+  awk -v pp="$pq_prompt" -v pd="$pq_decode" -v lp="$ll_prompt" -v ld="$ll_decode" 'BEGIN {
+    printf "%-10s %14.2f %14.2f\n", "piquant", pp, pd
+    printf "%-10s %14.2f %14.2f\n", "llama.cpp", lp, ld
+    printf "%-10s %14.2f %14.2f\n", "ratio", pp / lp, pd / ld
+  }'
+fi

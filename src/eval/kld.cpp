@@ -1,14 +1,15 @@
 #include "eval/kld.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "core/error.h"
 #include "eval/eval_stats.h"
 #include "eval/log_softmax.h"
+#include "eval/parallel_rows.h"
 #include "eval/perplexity.h"
 
 namespace piquant {
@@ -66,7 +67,7 @@ KldResult compute_kld(const KldBase& base, LlamaContext& model, const EvalChunks
     const std::span<const float> model_logits = evaluate_chunk(model, chunks, c);
     result.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    model.pool().parallel_for(n_rows, 1, [&](std::int64_t begin, std::int64_t end) {
+    parallel_rows(model.pool(), n_rows, [&](std::int64_t begin, std::int64_t end) {
       std::vector<double> base_lp;  // this thread's row buffer
       for (std::int64_t r = begin; r < end; ++r) {
         const std::int32_t target = chunks.target(c, chunks.first_scored() + r);
@@ -91,6 +92,10 @@ KldResult compute_kld(const KldBase& base, LlamaContext& model, const EvalChunks
         score.kld = kl_divergence(base_lp, model_row);
         score.model_log_prob = static_cast<double>(model_row[static_cast<std::size_t>(target)]) - log_sum_exp(model_row);
         score.same_top = argmax(model_row) == base_top;
+        if (std::isnan(score.kld) || std::isnan(score.model_log_prob) || std::isnan(score.base_log_prob)) {
+          throw Error("position " + std::to_string(chunks.first_scored() + r) + " of chunk " + std::to_string(c) +
+                      ": the base's or the model's logits are not numbers (NaN)");
+        }
       }
     });
     if (writer) writer->write_rows(encoded);

@@ -1,11 +1,13 @@
 #include "eval/perplexity.h"
 
 #include <chrono>
+#include <cmath>
 #include <string>
 
 #include "core/error.h"
 #include "eval/eval_stats.h"
 #include "eval/log_softmax.h"
+#include "eval/parallel_rows.h"
 
 namespace piquant {
 
@@ -41,11 +43,16 @@ PerplexityResult compute_perplexity(LlamaContext& context, const EvalChunks& chu
     const std::span<const float> logits = evaluate_chunk(context, chunks, c);
     result.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     // Rows are independent: score them on the context's threads, then sum in order.
-    context.pool().parallel_for(n_rows, 1, [&](std::int64_t begin, std::int64_t end) {
+    parallel_rows(context.pool(), n_rows, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t r = begin; r < end; ++r) {
         const auto row = logits.subspan(static_cast<std::size_t>(r * n_vocab), static_cast<std::size_t>(n_vocab));
         const std::int32_t target = chunks.target(c, chunks.first_scored() + r);
-        row_log_probs[static_cast<std::size_t>(r)] = static_cast<double>(row[static_cast<std::size_t>(target)]) - log_sum_exp(row);
+        const double lp = static_cast<double>(row[static_cast<std::size_t>(target)]) - log_sum_exp(row);
+        if (std::isnan(lp)) {
+          throw Error(context.model().path() + ": the logits at position " + std::to_string(chunks.first_scored() + r) +
+                      " of chunk " + std::to_string(c) + " are not numbers (NaN)");
+        }
+        row_log_probs[static_cast<std::size_t>(r)] = lp;
       }
     });
     for (const double lp : row_log_probs) {

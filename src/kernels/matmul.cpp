@@ -58,15 +58,16 @@ const WeightKernels& kernels_for(const MatrixView& w, const char* what) {
 }  // namespace
 
 void check_matrix_view(const MatrixView& w, const char* what) {
-  const std::string where(what);
+  // Messages are built only when throwing: this runs on every matmul call.
   if (w.rows < 0 || w.cols < 0)
-    throw Error(where + ": matrix shape " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + " is negative");
+    throw Error(std::string(what) + ": matrix shape " + std::to_string(w.rows) + " x " + std::to_string(w.cols) +
+                " is negative");
   const std::uint64_t needed = ggml_nbytes(w.type, static_cast<std::uint64_t>(w.cols));
   if (w.row_bytes < needed)
-    throw Error(where + ": row stride " + std::to_string(w.row_bytes) + " bytes is smaller than a row of " +
+    throw Error(std::string(what) + ": row stride " + std::to_string(w.row_bytes) + " bytes is smaller than a row of " +
                 std::to_string(w.cols) + " " + ggml_type_name(w.type) + " elements (" + std::to_string(needed) +
                 " bytes)");
-  if (w.data == nullptr && w.rows > 0 && w.cols > 0) throw Error(where + ": matrix has no data");
+  if (w.data == nullptr && w.rows > 0 && w.cols > 0) throw Error(std::string(what) + ": matrix has no data");
 }
 
 bool matmul_supports(GgmlType type) { return HWY_DYNAMIC_DISPATCH(FindWeightKernels)(type) != nullptr; }
@@ -76,8 +77,17 @@ void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y
   if (n_tokens < 0) throw Error("matmul: negative token count " + std::to_string(n_tokens));
   if (n_tokens == 0 || w.rows == 0) return;
   if (y == nullptr || (x == nullptr && w.cols > 0)) throw Error("matmul: null activation or output buffer");
-  pool.parallel_for(w.rows, kRowGrain, [&](std::int64_t begin, std::int64_t end) {
-    k.matmul_rows(w, x, n_tokens, y, begin, end);
+  // One captured reference keeps the lambda inside std::function's small buffer: no
+  // allocation per call.
+  const struct {
+    const WeightKernels& k;
+    const MatrixView& w;
+    const float* x;
+    std::int64_t n_tokens;
+    float* y;
+  } call{k, w, x, n_tokens, y};
+  pool.parallel_for(w.rows, kRowGrain, [&call](std::int64_t begin, std::int64_t end) {
+    call.k.matmul_rows(call.w, call.x, call.n_tokens, call.y, begin, end);
   });
 }
 
