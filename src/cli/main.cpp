@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/logger.h"
+#include "kernels/simd_target.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"piquant: Llama-family models from Hugging Face checkpoints to small, fast GGUF files"};
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   piquant::cli::register_kld(app);
 
   try {
+    piquant::force_simd_target_from_env();  // PIQUANT_SIMD=scalar|sse4|avx2|avx512|neon|best
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -85,11 +85,18 @@ void ThreadPool::parallel_for(std::int64_t n, std::int64_t grain,
     fn(0, n);
     return;
   }
-  run([&](unsigned index, unsigned) {
-    if (index >= threads) return;
-    const std::int64_t begin = std::min(n, (units * index / threads) * grain);
-    const std::int64_t end = std::min(n, (units * (index + 1) / threads) * grain);
-    if (begin < end) fn(begin, end);
+  // One captured pointer keeps the lambda inside std::function's inline storage: no allocation per call.
+  struct Split {
+    std::int64_t n, grain, units;
+    unsigned threads;
+    const std::function<void(std::int64_t, std::int64_t)>* fn;
+  } split{n, grain, units, threads, &fn};
+  const Split* s = &split;
+  run([s](unsigned index, unsigned) {
+    if (index >= s->threads) return;
+    const std::int64_t begin = std::min(s->n, (s->units * index / s->threads) * s->grain);
+    const std::int64_t end = std::min(s->n, (s->units * (index + 1) / s->threads) * s->grain);
+    if (begin < end) (*s->fn)(begin, end);
   });
 }
 

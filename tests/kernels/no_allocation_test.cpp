@@ -39,8 +39,8 @@ TEST(NoAllocation, KernelsDoNotAllocatePerCall) {
   std::vector<std::uint16_t> halves(cols);
   const std::vector<float> norm(cols, 1.0f);
   const RopeTable rope(60, 10000.0, {}, RopePairing::HalfSplit);
-  // A single-thread pool: ThreadPool::parallel_for's own bookkeeping is not under test.
-  ThreadPool pool(1);
+  // Two threads: the pool's own hand-off must not allocate either.
+  ThreadPool pool(2);
   const auto run_all = [&] {
     matmul(w, x.data(), 1, y.data(), pool);
     matmul(w, x.data(), 8, y.data(), pool);
