@@ -141,6 +141,17 @@ Vocab load_vocab_gguf(const GgufFile& gguf) {
   vocab.eot_id = read_token_id(gguf, kEot, n, -1);
   vocab.eom_id = read_token_id(gguf, kEom, n, -1);
   vocab.pad_id = read_token_id(gguf, kPad, n, -1);
+  // Older Llama 3 GGUFs lack the end-of-turn keys; like llama.cpp, find them by their text
+  // so that chat stops after the assistant's turn.
+  for (auto [id, text] : {std::pair{&vocab.eot_id, "<|eot_id|>"}, std::pair{&vocab.eom_id, "<|eom_id|>"}}) {
+    if (*id >= 0) continue;
+    for (std::size_t i = 0; i < vocab.tokens.size(); ++i) {
+      if (vocab.tokens[i] == text && i < vocab.types.size() && vocab.types[i] == TokenType::Control) {
+        *id = static_cast<std::int32_t>(i);
+        break;
+      }
+    }
+  }
   vocab.add_bos = gguf.get_bool(kAddBos, default_add_bos(vocab.kind, vocab.pre));
   vocab.add_eos = gguf.get_bool(kAddEos, false);
   vocab.add_space_prefix = gguf.get_bool(kAddSpacePrefix, default_add_space_prefix(vocab.kind));

@@ -74,6 +74,7 @@ TEST(VocabGguf, ReadsLlamaCppLlama3Vocab) {
   EXPECT_EQ(vocab.bos_id, 128000);
   EXPECT_EQ(vocab.eos_id, 128001);
   EXPECT_EQ(vocab.tokens[128009], "<|eot_id|>");
+  EXPECT_EQ(vocab.eot_id, 128009);  // no key in that file: found by its text, as llama.cpp does
   EXPECT_EQ(vocab.types[128009], TokenType::Control);
   EXPECT_EQ(vocab.types[9906], TokenType::Normal);
   EXPECT_TRUE(vocab.add_bos);  // llama.cpp's default for llama-bpe; the file has no key
@@ -101,9 +102,11 @@ TEST(VocabGguf, ReadsLlamaCppLlama2Vocab) {
 }
 
 TEST(VocabGguf, WritesTheKeysLlamaCppWritesForLlama3) {
-  // That older converter did not write add_bos/add_eos for BPE; we always do (with llama.cpp's defaults).
+  // That older converter did not write add_bos/add_eos for BPE, nor the end-of-turn id
+  // (found by its text on loading); we always write them.
   expect_same_keys_as_llama_cpp(PIQUANT_SHARED_FILE(testing::kLlama3VocabGguf),
-                                {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"});
+                                {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
+                                 "tokenizer.ggml.eot_token_id"});
 }
 
 TEST(VocabGguf, WritesTheKeysLlamaCppWritesForLlama2) {
