@@ -11,5 +11,6 @@ void register_generate(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_kld(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace piquant::cli

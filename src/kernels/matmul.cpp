@@ -33,7 +33,11 @@ const WeightKernels* FindWeightKernels(GgmlType type) {
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include <vector>
+
 #include "core/error.h"
+#include "kernels/vector_ops.h"
+#include "quant/dequantize.h"
 
 namespace piquant {
 
@@ -45,10 +49,32 @@ namespace {
 // two threads never write the same line of a token's output.
 constexpr std::int64_t kRowGrain = 16;
 
+// ggml's quantized blocks, until each gets its own SIMD kernel: decode a row once into
+// a per-thread buffer, then SIMD float dots against every token.
+void QuantizedDequantizeRow(const MatrixView& w, std::int64_t r, float* out) {
+  dequantize_row(w.type, w.row(r), out, w.cols);
+}
+
+void QuantizedMatmulRows(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y, std::int64_t r_begin,
+                         std::int64_t r_end) {
+  thread_local std::vector<float> row;
+  row.resize(static_cast<std::size_t>(w.cols));
+  for (std::int64_t r = r_begin; r < r_end; ++r) {
+    QuantizedDequantizeRow(w, r, row.data());
+    for (std::int64_t t = 0; t < n_tokens; ++t) y[t * w.rows + r] = dot(x + t * w.cols, row.data(), GgmlType::F32, w.cols);
+  }
+}
+
+const WeightKernels* find_kernels(GgmlType type) {
+  if (const WeightKernels* k = HWY_DYNAMIC_DISPATCH(FindWeightKernels)(type)) return k;
+  static const WeightKernels quantized{GgmlType::Q8_0, &QuantizedMatmulRows, &QuantizedDequantizeRow};
+  return dequantize_supports(type) ? &quantized : nullptr;
+}
+
 // Looked up on the calling thread, so Highway's one-time target choice happens before
 // any worker runs.
 const WeightKernels& kernels_for(const MatrixView& w, const char* what) {
-  const WeightKernels* k = HWY_DYNAMIC_DISPATCH(FindWeightKernels)(w.type);
+  const WeightKernels* k = find_kernels(w.type);
   if (k == nullptr)
     throw Error(std::string(what) + ": weight type " + ggml_type_name(w.type) + " is not supported");
   check_matrix_view(w, what);
@@ -70,7 +96,7 @@ void check_matrix_view(const MatrixView& w, const char* what) {
   if (w.data == nullptr && w.rows > 0 && w.cols > 0) throw Error(std::string(what) + ": matrix has no data");
 }
 
-bool matmul_supports(GgmlType type) { return HWY_DYNAMIC_DISPATCH(FindWeightKernels)(type) != nullptr; }
+bool matmul_supports(GgmlType type) { return find_kernels(type) != nullptr; }
 
 void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y, ThreadPool& pool) {
   const WeightKernels& k = kernels_for(w, "matmul");

@@ -6,6 +6,7 @@
 #include "core/half.h"
 #include "kernels/matmul.h"
 #include "kernels/weight_kernels.h"
+#include "quant/dequantize.h"
 
 namespace piquant::reference {
 
@@ -13,6 +14,10 @@ void dequantize_row(const MatrixView& w, std::int64_t r, float* out) {
   check_matrix_view(w, "reference::dequantize_row");
   if (r < 0 || r >= w.rows) throw Error("reference::dequantize_row: row " + std::to_string(r) + " out of range");
   const std::uint8_t* row = w.row(r);
+  if (w.type != GgmlType::F32 && w.type != GgmlType::F16 && w.type != GgmlType::BF16 && dequantize_supports(w.type)) {
+    piquant::dequantize_row(w.type, row, out, w.cols);  // ggml blocks: the scalar decoder is the reference
+    return;
+  }
   for (std::int64_t c = 0; c < w.cols; ++c) {
     switch (w.type) {
       case GgmlType::F32:

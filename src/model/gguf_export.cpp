@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "model/gguf_metadata.h"
 #include "quant/row_encoder.h"
@@ -42,13 +43,19 @@ Vocab padded_vocab(const Vocab& vocab, std::int64_t n_vocab, const std::string& 
 
 GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& out_path, const GgufExportOptions& options) {
   const LlamaParams& params = checkpoint.params();
-  if (!row_encoder_supports(options.type)) file_type_for(options.type);  // throws with advice
+  const bool planned = static_cast<bool>(options.type_for);
+  const auto type_of = [&](const CheckpointTensor& t) { return planned ? options.type_for(t) : tensor_type(t, options.type); };
+  for (const CheckpointTensor& t : checkpoint.tensors()) {
+    if (!row_encoder_supports(type_of(t))) throw Error(t.name + ": cannot encode " + ggml_type_name(type_of(t)));
+  }
 
   GgufWriter writer(out_path);
-  write_model_metadata(params, checkpoint.model_name(), file_type_for(options.type), writer);
+  write_model_metadata(params, checkpoint.model_name(), planned ? options.file_type : file_type_for(options.type), writer);
+  if (planned) writer.set("general.quantization_version", std::uint32_t{2});
   write_vocab_gguf(padded_vocab(checkpoint.vocab(), params.n_vocab, checkpoint.path()), writer);
-  for (const CheckpointTensor& t : checkpoint.tensors()) writer.add_tensor(t.name, tensor_type(t, options.type), t.shape);
+  for (const CheckpointTensor& t : checkpoint.tensors()) writer.add_tensor(t.name, type_of(t), t.shape);
   writer.write_header();
+  ThreadPool pool(std::max(1u, options.n_threads));
 
   std::vector<float> rows;
   std::vector<std::uint8_t> encoded;
@@ -56,8 +63,15 @@ GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& o
   const auto& tensors = checkpoint.tensors();
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const CheckpointTensor& t = tensors[i];
-    const GgmlType type = tensor_type(t, options.type);
+    const GgmlType type = type_of(t);
     const std::int64_t row_length = t.row_length();
+    const std::uint64_t row_bytes = ggml_nbytes(type, static_cast<std::uint64_t>(row_length));
+    std::vector<float> importance;
+    if (options.importance) importance = options.importance(t);
+    if (!importance.empty() && static_cast<std::int64_t>(importance.size()) != row_length) {
+      throw Error(t.name + ": importance has " + std::to_string(importance.size()) + " values for rows of " +
+                  std::to_string(row_length));
+    }
     const std::int64_t rows_per_chunk =
         std::max<std::int64_t>(1, static_cast<std::int64_t>(options.chunk_bytes / (sizeof(float) * row_length)));
     writer.begin_tensor(t.name);
@@ -66,7 +80,10 @@ GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& o
       rows.resize(static_cast<std::size_t>(n * row_length));
       encoded.resize(ggml_nbytes(type, static_cast<std::uint64_t>(n * row_length)));
       checkpoint.read_rows(t, first, n, rows.data());
-      encode_rows(type, rows.data(), n, row_length, encoded.data());
+      pool.parallel_for(n, 1, [&](std::int64_t begin, std::int64_t end) {
+        encode_rows(type, rows.data() + begin * row_length, end - begin, row_length,
+                    encoded.data() + static_cast<std::uint64_t>(begin) * row_bytes, importance.empty() ? nullptr : importance.data());
+      });
       writer.write_tensor_bytes(encoded);
       written += encoded.size();
       checkpoint.release(t);  // per chunk: a 1 GB embedding must not stay resident either

@@ -8,11 +8,18 @@
 
 #include "formats/ggml_type.h"
 #include "model/checkpoint.h"
+#include "model/gguf_metadata.h"
 
 namespace piquant {
 
 struct GgufExportOptions {
   GgmlType type = GgmlType::F16;  // for 2-D weights; norms and rope_freqs stay F32
+  // A per-tensor type (a quantization plan) instead of `type`, with the file type to record.
+  std::function<GgmlType(const CheckpointTensor&)> type_for;
+  LlamaFileType file_type = LlamaFileType::MostlyF16;
+  // Per-column importance for a tensor's quantization (an imatrix), or empty for the default.
+  std::function<std::vector<float>(const CheckpointTensor&)> importance;
+  unsigned n_threads = 1;  // rows of a chunk are encoded in parallel
   std::size_t chunk_bytes = 64u << 20;  // float rows converted per step
   // Called after each tensor: (tensors done, tensors total, bytes written so far).
   std::function<void(std::size_t, std::size_t, std::uint64_t)> progress;

@@ -4,14 +4,16 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/quantize.h"
 
 namespace piquant {
 
 bool row_encoder_supports(GgmlType type) {
-  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16;
+  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 || quantize_supports(type);
 }
 
-void encode_rows(GgmlType type, const float* src, std::int64_t n_rows, std::int64_t row_length, std::uint8_t* dst) {
+void encode_rows(GgmlType type, const float* src, std::int64_t n_rows, std::int64_t row_length, std::uint8_t* dst,
+                 const float* importance) {
   const std::size_t n = static_cast<std::size_t>(n_rows * row_length);
   switch (type) {
     case GgmlType::F32:
@@ -30,7 +32,12 @@ void encode_rows(GgmlType type, const float* src, std::int64_t n_rows, std::int6
       }
       return;
     default:
-      throw Error("encoding to " + ggml_type_name(type) + " is not supported yet");
+      break;
+  }
+  if (!quantize_supports(type)) throw Error("encoding to " + ggml_type_name(type) + " is not supported");
+  const std::uint64_t row_bytes = ggml_nbytes(type, static_cast<std::uint64_t>(row_length));
+  for (std::int64_t r = 0; r < n_rows; ++r) {
+    quantize_row(type, src + r * row_length, row_length, importance, dst + static_cast<std::uint64_t>(r) * row_bytes);
   }
 }
 

@@ -50,3 +50,29 @@ TEST(Cli, SynthConvertInspectTiny) {
 
 }  // namespace
 }  // namespace piquant
+
+namespace piquant {
+namespace {
+
+TEST(Cli, QuantizeDryRunAndRecipes) {
+  testing::TempDir dir;
+  ASSERT_EQ(testing::run_cli("synth --preset tiny -o " + (dir / "hf").string()).exit_code, 0);
+  auto result = testing::run_cli("quantize " + (dir / "hf").string() + " --dry-run --recipe Q4_K_M");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("blk.0.attn_v.weight"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("q6_K"), std::string::npos) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "q.gguf"));
+  result = testing::run_cli("quantize " + (dir / "hf").string() + " " + (dir / "q.gguf").string() + " Q4_K_M");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = testing::run_cli("inspect " + (dir / "q.gguf").string());
+  EXPECT_NE(result.output.find("Q4_K - Medium"), std::string::npos) << result.output;
+  result = testing::run_cli("generate -m " + (dir / "q.gguf").string() + " -p hello -n 4 --temp 0");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  result = testing::run_cli("quantize " + (dir / "hf").string() + " " + (dir / "x.gguf").string() + " Q9_X");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("Q9_X"), std::string::npos) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.gguf"));
+}
+
+}  // namespace
+}  // namespace piquant

@@ -215,7 +215,8 @@ TEST(Matmul, SupportsTheFloatTypes) {
   EXPECT_TRUE(matmul_supports(GgmlType::F32));
   EXPECT_TRUE(matmul_supports(GgmlType::F16));
   EXPECT_TRUE(matmul_supports(GgmlType::BF16));
-  EXPECT_FALSE(matmul_supports(GgmlType::Q4_K));
+  EXPECT_TRUE(matmul_supports(GgmlType::Q4_K));
+  EXPECT_FALSE(matmul_supports(GgmlType::Q8_K));
   EXPECT_FALSE(matmul_supports(GgmlType::I32));
 }
 
@@ -231,7 +232,7 @@ TEST(Matmul, RejectsBadViewsWithAMessage) {
     }
     return "no error";
   };
-  EXPECT_NE(message({GgmlType::Q4_K, data.data(), 1, 256, 144}, 1).find("q4_K is not supported"), std::string::npos);
+  EXPECT_NE(message({GgmlType::Q8_K, data.data(), 1, 256, 292}, 1).find("q8_K is not supported"), std::string::npos);
   EXPECT_NE(message({GgmlType::F16, data.data(), 2, 16, 31}, 1).find("row stride 31 bytes"), std::string::npos);
   EXPECT_NE(message({GgmlType::F32, data.data(), -1, 16, 64}, 1).find("negative"), std::string::npos);
   EXPECT_NE(message({GgmlType::F32, nullptr, 2, 16, 64}, 1).find("no data"), std::string::npos);
