@@ -29,7 +29,7 @@ void prepare(CliFiles& s) {
 // stdout of a successful run, parsed (stderr goes elsewhere).
 json run_json(const CliFiles& s, const std::string& args) {
   const auto out = s.dir / "out.json";
-  const CommandResult result = run_command(quote(PIQUANT_CLI) + " " + args + " > " + quote(out.string()));
+  const CommandResult result = run_command(shell_quote(PIQUANT_CLI) + " " + args + " > " + shell_quote(out.string()));
   if (result.exit_code != 0) throw std::runtime_error("piquant " + args + " failed:\n" + result.output);
   return json::parse(read_file(out));
 }
@@ -38,13 +38,13 @@ TEST(PerplexityCli, PrintsPplWithErrorAndSpeed) {
   CliFiles s;
   prepare(s);
   if (s.f32.empty()) return;
-  const CommandResult text = run_cli("perplexity -m " + quote(s.f32.string()) + " -f " + quote(s.text.string()) + " --ctx 64 --chunks 4 -t 1");
+  const CommandResult text = run_cli("perplexity -m " + shell_quote(s.f32.string()) + " -f " + shell_quote(s.text.string()) + " --ctx 64 --chunks 4 -t 1");
   ASSERT_EQ(text.exit_code, 0) << text.output;
   EXPECT_NE(text.output.find("PPL = "), std::string::npos) << text.output;
   EXPECT_NE(text.output.find(" ± "), std::string::npos) << text.output;
   EXPECT_NE(text.output.find("tokens/s"), std::string::npos) << text.output;
 
-  const json j = run_json(s, "perplexity -m " + quote(s.f32.string()) + " -f " + quote(s.text.string()) +
+  const json j = run_json(s, "perplexity -m " + shell_quote(s.f32.string()) + " -f " + shell_quote(s.text.string()) +
                                  " --ctx 64 --chunks 3 --kv-type f32 --json");
   EXPECT_EQ(j.at("n_ctx"), 64);
   EXPECT_EQ(j.at("n_chunks"), 3);
@@ -63,13 +63,13 @@ TEST(PerplexityCli, ErrorsNameTheProblem) {
   if (s.f32.empty()) return;
   const auto short_text = s.dir / "short.txt";
   write_file(short_text, "Emma Woodhouse, handsome, clever, and rich.");
-  CommandResult r = run_cli("perplexity -m " + quote(s.f32.string()) + " -f " + quote(short_text.string()));
+  CommandResult r = run_cli("perplexity -m " + shell_quote(s.f32.string()) + " -f " + shell_quote(short_text.string()));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("fewer than one chunk of 512"), std::string::npos) << r.output;
-  r = run_cli("perplexity -m " + quote((s.dir / "missing.gguf").string()) + " -f " + quote(s.text.string()));
+  r = run_cli("perplexity -m " + shell_quote((s.dir / "missing.gguf").string()) + " -f " + shell_quote(s.text.string()));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("missing.gguf"), std::string::npos) << r.output;
-  r = run_cli("perplexity -m " + quote(s.f32.string()) + " -f " + quote(s.text.string()) + " --ctx 2");
+  r = run_cli("perplexity -m " + shell_quote(s.f32.string()) + " -f " + shell_quote(s.text.string()) + " --ctx 2");
   EXPECT_NE(r.exit_code, 0);
 }
 
@@ -78,10 +78,10 @@ TEST(KldCli, SavedBaseLogitsGiveTheSameAnswer) {
   prepare(s);
   if (s.f32.empty()) return;
   const auto saved = s.dir / "base.logits";
-  const std::string common = " -m " + quote(s.f16.string()) + " -f " + quote(s.text.string()) + " --ctx 64 --chunks 4 --json";
-  const json direct = run_json(s, "kld --base " + quote(s.f32.string()) + " --save-logits " + quote(saved.string()) + common);
+  const std::string common = " -m " + shell_quote(s.f16.string()) + " -f " + shell_quote(s.text.string()) + " --ctx 64 --chunks 4 --json";
+  const json direct = run_json(s, "kld --base " + shell_quote(s.f32.string()) + " --save-logits " + shell_quote(saved.string()) + common);
   ASSERT_TRUE(std::filesystem::exists(saved));
-  const json reused = run_json(s, "kld --base-logits " + quote(saved.string()) + common);
+  const json reused = run_json(s, "kld --base-logits " + shell_quote(saved.string()) + common);
   EXPECT_EQ(direct.at("n_scored"), 4 * 31);
   EXPECT_EQ(reused.at("n_scored"), 4 * 31);
   EXPECT_GT(direct.at("kld_mean").get<double>(), 0.0);
@@ -90,8 +90,8 @@ TEST(KldCli, SavedBaseLogitsGiveTheSameAnswer) {
   EXPECT_EQ(reused.at("ppl_model"), direct.at("ppl_model"));
   EXPECT_EQ(reused.at("top1_agreement"), direct.at("top1_agreement"));
   // The text report.
-  const CommandResult text = run_cli("kld --base-logits " + quote(saved.string()) + " -m " + quote(s.f16.string()) + " -f " +
-                                     quote(s.text.string()) + " --ctx 64 --chunks 4");
+  const CommandResult text = run_cli("kld --base-logits " + shell_quote(saved.string()) + " -m " + shell_quote(s.f16.string()) + " -f " +
+                                     shell_quote(s.text.string()) + " --ctx 64 --chunks 4");
   ASSERT_EQ(text.exit_code, 0) << text.output;
   for (const char* line : {"Mean KLD", "99% KLD", "Same top", "PPL(base)", "ΔPPL"}) {
     EXPECT_NE(text.output.find(line), std::string::npos) << line << " missing in\n" << text.output;
@@ -103,10 +103,10 @@ TEST(KldCli, MismatchedOrCorruptBaseLogitsAreRefused) {
   prepare(s);
   if (s.f32.empty()) return;
   const auto saved = s.dir / "base.logits";
-  const std::string model_text = " -m " + quote(s.f16.string()) + " -f " + quote(s.text.string());
-  run_json(s, "kld --base " + quote(s.f32.string()) + " --save-logits " + quote(saved.string()) + model_text + " --ctx 64 --chunks 2 --json");
+  const std::string model_text = " -m " + shell_quote(s.f16.string()) + " -f " + shell_quote(s.text.string());
+  run_json(s, "kld --base " + shell_quote(s.f32.string()) + " --save-logits " + shell_quote(saved.string()) + model_text + " --ctx 64 --chunks 2 --json");
 
-  CommandResult r = run_cli("kld --base-logits " + quote(saved.string()) + model_text + " --ctx 32 --chunks 2");
+  CommandResult r = run_cli("kld --base-logits " + shell_quote(saved.string()) + model_text + " --ctx 32 --chunks 2");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("saved with n_ctx 64 but this run uses --ctx 32"), std::string::npos) << r.output;
 
@@ -114,14 +114,14 @@ TEST(KldCli, MismatchedOrCorruptBaseLogitsAreRefused) {
   bytes[bytes.size() / 2] ^= 0x40;
   const auto corrupt = s.dir / "corrupt.logits";
   write_file(corrupt, bytes);
-  r = run_cli("kld --base-logits " + quote(corrupt.string()) + model_text + " --ctx 64 --chunks 2");
+  r = run_cli("kld --base-logits " + shell_quote(corrupt.string()) + model_text + " --ctx 64 --chunks 2");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find(corrupt.string() + ": checksum"), std::string::npos) << r.output;
 
-  r = run_cli("kld --base " + quote(s.f32.string()) + " --base-logits " + quote(saved.string()) + model_text);
+  r = run_cli("kld --base " + shell_quote(s.f32.string()) + " --base-logits " + shell_quote(saved.string()) + model_text);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("one of them"), std::string::npos) << r.output;
-  r = run_cli("kld --base-logits " + quote(saved.string()) + " --save-logits " + quote((s.dir / "x").string()) + model_text);
+  r = run_cli("kld --base-logits " + shell_quote(saved.string()) + " --save-logits " + shell_quote((s.dir / "x").string()) + model_text);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_FALSE(std::filesystem::exists(s.dir / "x"));
 }

@@ -8,55 +8,11 @@
 
 namespace piquant::testing {
 
-std::string quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (const char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-void run_piquant(const std::string& args) {
-  const CommandResult result = run_cli(args);
-  if (result.exit_code != 0) {
-    throw std::runtime_error("piquant " + args + " exited with " + std::to_string(result.exit_code) + ":\n" + result.output);
-  }
-}
-
-std::filesystem::path convert_stories260k(const TempDir& dir, const std::filesystem::path& checkpoint,
-                                          const std::filesystem::path& tokenizer, const std::string& type) {
-  const auto out = dir / ("stories260K-" + type + ".gguf");
-  run_piquant("convert " + quote(checkpoint.string()) + " --tokenizer " + quote(tokenizer.string()) + " --type " + type +
-              " -o " + quote(out.string()));
-  return out;
-}
-
-std::filesystem::path synth_tiny(const TempDir& dir, const std::string& name, const std::string& widths, float stddev) {
-  const auto model_dir = dir / name;
-  run_piquant("synth --preset tiny --mlp-widths " + widths + " -o " + quote(model_dir.string()));
-  LlamaParams params = synth_preset("tiny");
-  apply_mlp_widths(params, widths);
-  const Vocab vocab = load_vocab_hf((model_dir / "tokenizer.json").string());
-  params.bos_token_id = vocab.bos_id;
-  params.eos_token_ids = {vocab.eos_id};
-  SynthOptions options;
-  options.stddev = stddev;
-  options.seed = 11;
-  write_synthetic_weights(params, model_dir.string(), options);
-  return model_dir;
-}
-
 std::string text_head(const std::filesystem::path& path, std::size_t bytes) {
   std::string text = read_file(path).substr(0, bytes);
   const std::size_t end = text.rfind('\n');
   if (end != std::string::npos) text.resize(end + 1);
   return text;
-}
-
-std::vector<float> read_floats(const std::filesystem::path& path) {
-  const std::string bytes = read_file(path);
-  if (bytes.size() % 4 != 0) throw std::runtime_error(path.string() + ": not a whole number of float32");
-  std::vector<float> values(bytes.size() / 4);
-  std::memcpy(values.data(), bytes.data(), bytes.size());
-  return values;
 }
 
 }  // namespace piquant::testing

@@ -32,9 +32,9 @@ struct Reference {
 // numpy's logits (kTokens × n_vocab) for the checkpoint, optionally a deliberately wrong variant.
 std::vector<float> numpy_logits(const TempDir& dir, const Reference& ref, const std::string& variant) {
   const auto out = dir / ("numpy-" + (variant.empty() ? std::string("hf") : variant) + ".f32");
-  std::string command = "/usr/bin/python3 " + quote(std::string(PIQUANT_SOURCE_DIR) + "/tests/eval/hf_reference_forward.py") +
-                        " " + quote(ref.hf_dir.string()) + " " + quote(nlohmann::json(ref.tokens).dump()) + " " +
-                        quote(out.string());
+  std::string command = "/usr/bin/python3 " + shell_quote(std::string(PIQUANT_SOURCE_DIR) + "/tests/eval/hf_reference_forward.py") +
+                        " " + shell_quote(ref.hf_dir.string()) + " " + shell_quote(nlohmann::json(ref.tokens).dump()) + " " +
+                        shell_quote(out.string());
   if (!variant.empty()) command += " --variant " + variant;
   const CommandResult result = run_command(command);
   if (result.exit_code != 0) throw std::runtime_error(command + " failed (Debian's python3 with numpy is required):\n" + result.output);
@@ -70,9 +70,9 @@ TEST(HfReference, EngineMatchesNumpyForwardPassOfTheHuggingFaceCheckpoint) {
   const TempDir dir;
   Reference ref;
   // stddev 0.25: peaked attention and outputs, so errors in rotation or grouping show.
-  ref.hf_dir = synth_tiny(dir, "tiny-hf", "96,128,64,160", 0.25f);
+  ref.hf_dir = synth_tiny(dir, "tiny-hf", "96,128,64,160", 0.25f, 11);
   ref.gguf = dir / "tiny-f32.gguf";
-  run_piquant("convert " + quote(ref.hf_dir.string()) + " --type f32 -o " + quote(ref.gguf.string()));
+  run_piquant("convert " + shell_quote(ref.hf_dir.string()) + " --type f32 -o " + shell_quote(ref.gguf.string()));
   const auto model = LlamaModel::load(ref.gguf.string());
   const auto n_vocab = static_cast<std::size_t>(model->params().n_vocab);
   std::string text;

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "support/model_fixtures.h"
 #include "support/test_support.h"
 
 namespace piquant::testing {
@@ -38,18 +39,6 @@ nlohmann::json parse_or_throw(const std::string& what, const SplitOutput& run) {
 }
 
 }  // namespace
-
-std::string shell_quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (const char c : arg) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
-    }
-  }
-  return quoted + "'";
-}
 
 nlohmann::json run_llama_cpp(const std::vector<std::string>& args) {
   const std::string node = PIQUANT_NODE;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "support/model_fixtures.h"
+
 namespace piquant::testing {
 
 // Runs `node llama_cpp.mjs ARGS...` and parses the JSON it prints. Throws
@@ -18,7 +20,5 @@ nlohmann::json run_llama_cpp(const std::vector<std::string>& args);
 // The same for the piquant CLI: runs it, expects exit code 0, parses stdout as JSON.
 nlohmann::json run_cli_json(const std::string& args);
 
-// Quotes one argument for /bin/sh.
-std::string shell_quote(const std::string& arg);
 
 }  // namespace piquant::testing
