@@ -41,7 +41,7 @@ void run_convert(const ConvertArgs& args) {
   const GgufExportSummary summary = export_gguf(*checkpoint, args.output, export_options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log::info("convert: wrote ", args.output, " (architecture ", summary.architecture, ", ", summary.tensor_count,
-            " tensors, ", static_cast<double>(summary.file_bytes) / 1e9, " GB of tensor data) in ", seconds, " s");
+            " tensors, ", static_cast<double>(summary.tensor_bytes) / 1e9, " GB of tensor data) in ", seconds, " s");
 }
 
 }  // namespace

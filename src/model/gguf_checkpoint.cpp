@@ -4,8 +4,8 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "model/gguf_metadata.h"
+#include "quant/dequantize.h"
 
 namespace piquant {
 
@@ -39,23 +39,8 @@ void GgufCheckpoint::read_rows(const CheckpointTensor& tensor, std::int64_t firs
   }
   const GgufTensorInfo& info = file_.tensor(tensor.name);
   const std::span<const std::uint8_t> data = file_.tensor_data(info);
-  const std::size_t count = static_cast<std::size_t>(n_rows * tensor.row_length());
-  const std::size_t first = static_cast<std::size_t>(first_row * tensor.row_length());
-  switch (info.type) {
-    case GgmlType::F32:
-      std::memcpy(out, data.data() + first * 4, count * 4);
-      break;
-    case GgmlType::F16:
-    case GgmlType::BF16:
-      for (std::size_t i = 0; i < count; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, data.data() + (first + i) * 2, 2);
-        out[i] = info.type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-      }
-      break;
-    default:
-      throw Error(path() + ": tensor " + tensor.name + ": unsupported type");
-  }
+  const std::uint64_t row_bytes = ggml_nbytes(info.type, static_cast<std::uint64_t>(tensor.row_length()));
+  dequantize_row(info.type, data.data() + static_cast<std::uint64_t>(first_row) * row_bytes, out, n_rows * tensor.row_length());
 }
 
 void GgufCheckpoint::release(const CheckpointTensor& tensor) const {

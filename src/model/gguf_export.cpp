@@ -96,7 +96,7 @@ GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& o
   GgufExportSummary summary;
   summary.tensor_count = tensors.size();
   summary.architecture = architecture_for(params);
-  summary.file_bytes = written;
+  summary.tensor_bytes = written;
   return summary;
 }
 

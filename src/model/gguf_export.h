@@ -26,7 +26,7 @@ struct GgufExportOptions {
 };
 
 struct GgufExportSummary {
-  std::uint64_t file_bytes = 0;
+  std::uint64_t tensor_bytes = 0;  // tensor data written (the file adds header and padding)
   std::uint64_t tensor_count = 0;
   std::string architecture;
 };

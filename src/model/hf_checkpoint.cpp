@@ -4,22 +4,11 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "formats/hf_config.h"
+#include "quant/dequantize.h"
 
 namespace piquant {
 namespace {
-
-GgmlType ggml_type_of(SafeDtype dtype, const std::string& file, const std::string& name) {
-  switch (dtype) {
-    case SafeDtype::F32: return GgmlType::F32;
-    case SafeDtype::F16: return GgmlType::F16;
-    case SafeDtype::BF16: return GgmlType::BF16;
-    default:
-      throw FormatError(file, "tensor '" + name + "' dtype",
-                        std::string(safe_dtype_name(dtype)) + " is not a weight type piquant reads (F32, F16, BF16)");
-  }
-}
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
@@ -28,6 +17,17 @@ std::string shape_string(const std::vector<std::int64_t>& shape) {
 }
 
 }  // namespace
+
+GgmlType weight_type_of(const SafeTensor& t) {
+  switch (t.dtype) {
+    case SafeDtype::F32: return GgmlType::F32;
+    case SafeDtype::F16: return GgmlType::F16;
+    case SafeDtype::BF16: return GgmlType::BF16;
+    default:
+      throw FormatError(t.file, "tensor '" + t.name + "' dtype",
+                        std::string(safe_dtype_name(t.dtype)) + " is not a weight type piquant reads (F32, F16, BF16)");
+  }
+}
 
 HfCheckpoint::HfCheckpoint(const std::string& dir, const CheckpointOptions& options) : dir_(dir) {
   namespace fs = std::filesystem;
@@ -61,7 +61,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir, const CheckpointOptions& opti
       throw FormatError(src->file, "tensor '" + hf_name + "' shape",
                         "is " + shape_string(src->shape) + " but config.json implies " + shape_string(expected));
     }
-    t.stored_type = ggml_type_of(src->dtype, src->file, hf_name);
+    t.stored_type = weight_type_of(*src);
     tensors_.push_back(std::move(t));
     sources_.push_back(src);
   }
@@ -85,33 +85,12 @@ void HfCheckpoint::read_rows(const CheckpointTensor& tensor, std::int64_t first_
   const SafeTensor& src = source_of(tensor);
   const std::int64_t row_length = tensor.row_length();
   const bool permute = tensor.id.kind == WeightKind::AttnQ || tensor.id.kind == WeightKind::AttnK;
-  const std::size_t elem = safe_dtype_bytes(src.dtype);
+  const std::size_t row_bytes = static_cast<std::size_t>(row_length) * safe_dtype_bytes(src.dtype);
   for (std::int64_t r = 0; r < n_rows; ++r) {
     const std::int64_t gguf_row = first_row + r;
     const std::int64_t src_row = permute ? hf_row_for_gguf_row(gguf_row, params_.head_dim) : gguf_row;
-    const std::uint8_t* p = src.data.data() + static_cast<std::size_t>(src_row * row_length) * elem;
-    float* dst = out + r * row_length;
-    switch (src.dtype) {
-      case SafeDtype::F32:
-        std::memcpy(dst, p, static_cast<std::size_t>(row_length) * sizeof(float));
-        break;
-      case SafeDtype::F16:
-        for (std::int64_t i = 0; i < row_length; ++i) {
-          std::uint16_t h;
-          std::memcpy(&h, p + 2 * i, 2);
-          dst[i] = f16_to_f32(h);
-        }
-        break;
-      case SafeDtype::BF16:
-        for (std::int64_t i = 0; i < row_length; ++i) {
-          std::uint16_t h;
-          std::memcpy(&h, p + 2 * i, 2);
-          dst[i] = bf16_to_f32(h);
-        }
-        break;
-      default:
-        throw Error(src.file + ": tensor " + src.name + ": unsupported dtype");
-    }
+    dequantize_row(tensor.stored_type, src.data.data() + static_cast<std::size_t>(src_row) * row_bytes, out + r * row_length,
+                   row_length);
   }
 }
 

@@ -8,6 +8,9 @@
 
 namespace piquant {
 
+// The element type of a weight stored in safetensors; FormatError for non-float dtypes.
+GgmlType weight_type_of(const SafeTensor& tensor);
+
 class HfCheckpoint : public Checkpoint {
  public:
   HfCheckpoint(const std::string& dir, const CheckpointOptions& options);

@@ -4,12 +4,13 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "formats/gguf.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "kernels/matmul.h"
 #include "model/gguf_metadata.h"
+#include "model/hf_checkpoint.h"
+#include "quant/dequantize.h"
 #include "model/tensor_names.h"
 
 namespace piquant {
@@ -79,26 +80,11 @@ class GgufLlamaModel : public LlamaModel {
     if (info.type != GgmlType::F16 && info.type != GgmlType::BF16) {
       throw FormatError(path_, "tensor '" + name + "' type", "norm weights must be F32, F16 or BF16");
     }
-    std::vector<float>& copy = owned_.emplace_back(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) {
-      std::uint16_t h;
-      std::memcpy(&h, data.data() + 2 * i, 2);
-      copy[static_cast<std::size_t>(i)] = info.type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-    }
-    return copy.data();
+    return owned_float_copy(info.type, data.data(), n);
   }
 
   GgufFile file_;
 };
-
-GgmlType ggml_type_of(const SafeTensor& t) {
-  switch (t.dtype) {
-    case SafeDtype::F32: return GgmlType::F32;
-    case SafeDtype::F16: return GgmlType::F16;
-    case SafeDtype::BF16: return GgmlType::BF16;
-    default: throw FormatError(t.file, "tensor '" + t.name + "' dtype", std::string(safe_dtype_name(t.dtype)) + " weights are not supported");
-  }
-}
 
 // A model read straight from a Hugging Face folder: weights are views into the mapped
 // safetensors. Q and K keep HF's row order; RoPE pairs elements the HF way instead.
@@ -131,7 +117,7 @@ class HfLlamaModel : public LlamaModel {
     const SafeTensor& t = weights_.tensor(name);
     if (t.shape.size() != 2) throw FormatError(t.file, "tensor '" + name + "' shape", "must have 2 dimensions");
     MatrixView m;
-    m.type = ggml_type_of(t);
+    m.type = weight_type_of(t);
     m.data = t.data.data();
     m.rows = t.shape[0];
     m.cols = t.shape[1];
@@ -142,18 +128,8 @@ class HfLlamaModel : public LlamaModel {
   const float* norm(const std::string& name, std::int64_t n) {
     const SafeTensor& t = weights_.tensor(name);
     if (t.n_elements() != n) throw FormatError(t.file, "tensor '" + name + "' shape", "must hold " + std::to_string(n) + " values");
-    const GgmlType type = ggml_type_of(t);
-    std::vector<float>& copy = owned_.emplace_back(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (type == GgmlType::F32) {
-        std::memcpy(&copy[static_cast<std::size_t>(i)], t.data.data() + 4 * i, 4);
-      } else {
-        std::uint16_t h;
-        std::memcpy(&h, t.data.data() + 2 * i, 2);
-        copy[static_cast<std::size_t>(i)] = type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-      }
-    }
-    return copy.data();
+    // Always copied: safetensors data need not be 4-byte aligned for float access.
+    return owned_float_copy(weight_type_of(t), t.data.data(), n);
   }
 
   SafetensorsCheckpoint weights_;
@@ -162,6 +138,12 @@ class HfLlamaModel : public LlamaModel {
 }  // namespace
 
 std::string LlamaModel::architecture() const { return architecture_for(params_); }
+
+const float* LlamaModel::owned_float_copy(GgmlType type, const std::uint8_t* data, std::int64_t n) {
+  std::vector<float>& copy = owned_.emplace_back(static_cast<std::size_t>(n));
+  dequantize_row(type, data, copy.data(), n);
+  return copy.data();
+}
 
 void LlamaModel::bind_weights(const std::string& source, const std::function<MatrixView(WeightId)>& matrix,
                               const std::function<const float*(WeightId, std::int64_t)>& norm, bool has_output) {

@@ -65,6 +65,8 @@ class LlamaModel {
   std::vector<float> rope_factors_;
   RopePairing rope_pairing_ = RopePairing::Interleaved;
   std::uint64_t weight_bytes_ = 0;
+  // A float copy of n values stored as `type`, kept as long as the model.
+  const float* owned_float_copy(GgmlType type, const std::uint8_t* data, std::int64_t n);
   std::vector<std::vector<float>> owned_;  // float copies of norms stored as F16/BF16
 };
 

@@ -14,6 +14,7 @@
 #include "model/gguf_export.h"
 #include "model/gguf_metadata.h"
 #include "model/synthetic.h"
+#include "quant/dequantize.h"
 #include "support/test_support.h"
 #include "tokenizer/bpe_trainer.h"
 #include "tokenizer/tokenizer.h"
@@ -23,17 +24,8 @@ namespace {
 
 std::vector<float> gguf_floats(const GgufFile& file, const std::string& name) {
   const GgufTensorInfo& info = file.tensor(name);
-  const auto data = file.tensor_data(info);
   std::vector<float> out(static_cast<std::size_t>(info.n_elements()));
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    if (info.type == GgmlType::F32) {
-      std::memcpy(&out[i], data.data() + 4 * i, 4);
-    } else {
-      std::uint16_t h;
-      std::memcpy(&h, data.data() + 2 * i, 2);
-      out[i] = info.type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-    }
-  }
+  dequantize_row(info.type, file.tensor_data(info).data(), out.data(), info.n_elements());
   return out;
 }
 
