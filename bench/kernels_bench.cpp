@@ -1,5 +1,6 @@
 // matmul throughput: decode (1 token, mat-vec) and prompt (8 and 64 tokens, mat-mat) on
-// Llama-3-8B-sized weights (attention 4096×4096, MLP gate/up 14336×4096, down 4096×14336), F32/F16/BF16, 1 and 2 threads. Reports weight bytes streamed
+// Llama-3-8B-sized weights (attention 4096×4096, MLP gate/up 14336×4096, down 4096×14336),
+// F32/F16/BF16 and ggml's block types, 1 and 2 threads. Reports weight bytes streamed
 // per second, GFLOP/s (2·rows·cols·tokens per call) and tokens per second.
 // PIQUANT_SIMD=avx2 (etc.) restricts the SIMD target.
 //   kernels_bench [--benchmark_filter=f16/4096x4096]
@@ -17,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "kernels/simd_target.h"
+#include "quant/quantize.h"
 
 namespace piquant {
 namespace {
@@ -24,6 +26,20 @@ namespace {
 // Weights of a type with values like a trained layer's (small, random sign).
 std::vector<std::uint8_t> random_weights(GgmlType type, std::int64_t rows, std::int64_t cols) {
   const std::size_t n = static_cast<std::size_t>(rows * cols);
+  if (quantize_supports(type)) {
+    // Round-to-nearest blocks: fast to make, and the kernels' speed does not depend on
+    // how the codes were chosen.
+    const auto row_bytes = static_cast<std::size_t>(ggml_nbytes(type, static_cast<std::uint64_t>(cols)));
+    std::vector<std::uint8_t> data(row_bytes * static_cast<std::size_t>(rows));
+    std::vector<float> row(static_cast<std::size_t>(cols));
+    std::mt19937 rng(42);
+    std::normal_distribution<float> dist(0.0f, 0.02f);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (float& f : row) f = dist(rng);
+      quantize_row_rtn(type, row.data(), cols, data.data() + static_cast<std::size_t>(r) * row_bytes);
+    }
+    return data;
+  }
   const std::size_t bytes = type == GgmlType::F32 ? 4 : 2;
   std::vector<std::uint8_t> data(n * bytes);
   std::mt19937 rng(42);
@@ -70,7 +86,9 @@ void register_benchmarks() {
   struct Shape {
     std::int64_t rows, cols;
   };
-  for (const GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
+  for (const GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                              GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K,
+                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
     for (const Shape shape : {Shape{4096, 4096}, Shape{14336, 4096}, Shape{4096, 14336}})
       for (const std::int64_t tokens : {1, 8, 64})
         for (const unsigned threads : {1u, 2u}) {

@@ -12,5 +12,6 @@ void register_chat(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_kld(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_imatrix(CLI::App& app);
 
 }  // namespace piquant::cli

@@ -9,17 +9,33 @@
 // clang-format on
 #include "kernels/matmul_tiles-inl.h"
 #include "kernels/weight_kernels.h"
+#include "quant/dequantize.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace piquant {
 namespace HWY_NAMESPACE {
 
-// One entry per weight type this target runs. A new type (ggml's quantized blocks) is a
-// kernel pair and one line here.
+// Row r of ggml blocks as floats, through the scalar block decoder.
+HWY_NOINLINE void DequantizeBlocksRow(const MatrixView& w, std::int64_t r, float* out) {
+  dequantize_row(w.type, w.row(r), out, w.cols);
+}
+
+// One entry per weight type this target runs. ggml's quantized blocks multiply through
+// their integer Q8 kernels (q8_matmul.h), so they list only a row decoder here.
 constexpr WeightKernels kWeightKernels[] = {
     {GgmlType::F32, &MatmulRows<F32Elements>, &DequantizeRow<F32Elements>},
     {GgmlType::F16, &MatmulRows<F16Elements>, &DequantizeRow<F16Elements>},
     {GgmlType::BF16, &MatmulRows<BF16Elements>, &DequantizeRow<BF16Elements>},
+    {GgmlType::Q8_0, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q4_0, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q4_1, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q5_0, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q5_1, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q2_K, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q3_K, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q4_K, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q5_K, nullptr, &DequantizeBlocksRow},
+    {GgmlType::Q6_K, nullptr, &DequantizeBlocksRow},
 };
 
 const WeightKernels* FindWeightKernels(GgmlType type) {
@@ -37,7 +53,8 @@ HWY_AFTER_NAMESPACE();
 
 #include "core/error.h"
 #include "kernels/vector_ops.h"
-#include "quant/dequantize.h"
+#include "kernels/q8_activations.h"
+#include "kernels/q8_matmul.h"
 
 namespace piquant {
 
@@ -49,27 +66,11 @@ namespace {
 // two threads never write the same line of a token's output.
 constexpr std::int64_t kRowGrain = 16;
 
-// ggml's quantized blocks, until each gets its own SIMD kernel: decode a row once into
-// a per-thread buffer, then SIMD float dots against every token.
-void QuantizedDequantizeRow(const MatrixView& w, std::int64_t r, float* out) {
-  dequantize_row(w.type, w.row(r), out, w.cols);
-}
+// Below this many tokens, quantizing the activations on the calling thread is cheaper
+// than handing it to the pool.
+constexpr std::int64_t kParallelQuantizeTokens = 4;
 
-void QuantizedMatmulRows(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y, std::int64_t r_begin,
-                         std::int64_t r_end) {
-  thread_local std::vector<float> row;
-  row.resize(static_cast<std::size_t>(w.cols));
-  for (std::int64_t r = r_begin; r < r_end; ++r) {
-    QuantizedDequantizeRow(w, r, row.data());
-    for (std::int64_t t = 0; t < n_tokens; ++t) y[t * w.rows + r] = dot(x + t * w.cols, row.data(), GgmlType::F32, w.cols);
-  }
-}
-
-const WeightKernels* find_kernels(GgmlType type) {
-  if (const WeightKernels* k = HWY_DYNAMIC_DISPATCH(FindWeightKernels)(type)) return k;
-  static const WeightKernels quantized{GgmlType::Q8_0, &QuantizedMatmulRows, &QuantizedDequantizeRow};
-  return dequantize_supports(type) ? &quantized : nullptr;
-}
+const WeightKernels* find_kernels(GgmlType type) { return HWY_DYNAMIC_DISPATCH(FindWeightKernels)(type); }
 
 // Looked up on the calling thread, so Highway's one-time target choice happens before
 // any worker runs.
@@ -103,6 +104,46 @@ void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y
   if (n_tokens < 0) throw Error("matmul: negative token count " + std::to_string(n_tokens));
   if (n_tokens == 0 || w.rows == 0) return;
   if (y == nullptr || (x == nullptr && w.cols > 0)) throw Error("matmul: null activation or output buffer");
+  if (w.type == GgmlType::F16) {
+    // llama.cpp multiplies F16 weights with activations rounded to F16; rounding the same
+    // way keeps both engines' numbers equal (interop tests). Its BF16 rounding (8 bits of
+    // mantissa) is not copied: BF16 is how checkpoints arrive, and their activations stay
+    // float.
+    thread_local std::vector<std::uint16_t> halves;
+    thread_local std::vector<float> rounded;
+    const auto n = static_cast<std::size_t>(n_tokens * w.cols);
+    if (halves.size() < n) halves.resize(n);
+    if (rounded.size() < n) rounded.resize(n);
+    store_row(x, n_tokens * w.cols, w.type, halves.data());
+    const MatrixView as_row{w.type, reinterpret_cast<const std::uint8_t*>(halves.data()), 1, n_tokens * w.cols,
+                            n * sizeof(std::uint16_t)};
+    k.dequantize_row(as_row, 0, rounded.data());
+    x = rounded.data();
+  }
+  if (const Q8MatmulRows q8 = find_q8_matmul(w.type)) {
+    thread_local Q8Activations activations;  // reused: no allocation per call once warm
+    activations.prepare(n_tokens, w.cols, q8_blocks_for(w.type));
+    const struct {
+      Q8MatmulRows kernel;
+      const MatrixView& w;
+      const float* x_float;
+      Q8Activations& x;
+      float* y;
+    } q8_call{q8, w, x, activations, y};
+    if (n_tokens < kParallelQuantizeTokens) {
+      activations.quantize_tokens(x, 0, n_tokens);
+    } else {
+      pool.parallel_for(n_tokens, 1, [&q8_call](std::int64_t begin, std::int64_t end) {
+        q8_call.x.quantize_tokens(q8_call.x_float, begin, end);
+      });
+    }
+    pool.parallel_for(w.rows, kRowGrain, [&q8_call](std::int64_t begin, std::int64_t end) {
+      q8_call.kernel(q8_call.w, q8_call.x, q8_call.y, begin, end);
+    });
+    return;
+  }
+  if (k.matmul_rows == nullptr)
+    throw Error("matmul: weight type " + ggml_type_name(w.type) + " has no kernel on this SIMD target");
   // One captured reference keeps the lambda inside std::function's small buffer: no
   // allocation per call.
   const struct {

@@ -2,7 +2,10 @@
 // y = x · Wᵀ for a weight matrix W (rows × cols) of any supported type and float
 // activations: y[t][r] = Σ_c W[r][c] · x[t][c] for each of n_tokens input rows.
 // One token is a matrix-vector product (decode); many are matrix-matrix (prompt).
-// Rows are split across the pool's threads.
+// Rows are split across the pool's threads. As in llama.cpp's CPU backend, activations
+// are rounded to F16 for F16 weights and quantized to 8 bits (Q8_0 or
+// Q8_K blocks, q8_activations.h) for ggml's block types; F32 and BF16 weights take them
+// as they are.
 #include <cstdint>
 
 #include "core/thread_pool.h"

@@ -36,13 +36,18 @@ void dequantize_row(const MatrixView& w, std::int64_t r, float* out) {
   }
 }
 
+// F16 weights multiply activations rounded to F16 (what llama.cpp does, and so what
+// matmul does).
+float rounded_activation(GgmlType type, float v) { return type == GgmlType::F16 ? f16_to_f32(f32_to_f16(v)) : v; }
+
 void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y) {
   std::vector<float> row(static_cast<std::size_t>(w.cols));
   for (std::int64_t r = 0; r < w.rows; ++r) {
     reference::dequantize_row(w, r, row.data());
     for (std::int64_t t = 0; t < n_tokens; ++t) {
       double sum = 0;
-      for (std::int64_t c = 0; c < w.cols; ++c) sum += static_cast<double>(row[c]) * x[t * w.cols + c];
+      for (std::int64_t c = 0; c < w.cols; ++c)
+        sum += static_cast<double>(row[c]) * rounded_activation(w.type, x[t * w.cols + c]);
       y[t * w.rows + r] = static_cast<float>(sum);
     }
   }

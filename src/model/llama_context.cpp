@@ -105,6 +105,10 @@ void LlamaContext::forward_batch(std::span<const std::int32_t> tokens, bool all_
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const GgmlType kv_type = options_.kv_type;
   const std::size_t elem = b.kv_row_bytes / static_cast<std::size_t>(kv_dim);
+  // Shows the observer (if any) the input of a weight product just before it runs.
+  const auto observe = [this](WeightKind kind, std::int64_t layer, const MatrixView& w, const float* x, std::int64_t rows) {
+    if (observer_ != nullptr) observer_->observe(WeightId{kind, layer}, x, rows, w.cols);
+  };
 
   for (std::int64_t t = 0; t < T; ++t) dequantize_row(model_.token_embedding(), tokens[static_cast<std::size_t>(t)], b.x.data() + t * E);
 
@@ -112,8 +116,11 @@ void LlamaContext::forward_batch(std::span<const std::int32_t> tokens, bool all_
     const LayerWeights& w = model_.layer(l);
     // Attention block.
     for (std::int64_t t = 0; t < T; ++t) rms_norm(b.x.data() + t * E, w.attn_norm, E, eps, b.xn.data() + t * E);
+    observe(WeightKind::AttnQ, l, w.wq, b.xn.data(), T);
     matmul(w.wq, b.xn.data(), T, b.q.data(), pool_);
+    observe(WeightKind::AttnK, l, w.wk, b.xn.data(), T);
     matmul(w.wk, b.xn.data(), T, b.k.data(), pool_);
+    observe(WeightKind::AttnV, l, w.wv, b.xn.data(), T);
     matmul(w.wv, b.xn.data(), T, b.v.data(), pool_);
     std::uint8_t* k_layer = b.k_cache.data() + static_cast<std::size_t>(l) * static_cast<std::size_t>(options_.n_ctx) * b.kv_row_bytes;
     std::uint8_t* v_layer = b.v_cache.data() + static_cast<std::size_t>(l) * static_cast<std::size_t>(options_.n_ctx) * b.kv_row_bytes;
@@ -145,15 +152,19 @@ void LlamaContext::forward_batch(std::span<const std::int32_t> tokens, bool all_
         }
       }
     });
+    observe(WeightKind::AttnOutput, l, w.wo, b.attn.data(), T);
     matmul(w.wo, b.attn.data(), T, b.proj.data(), pool_);
     for (std::int64_t i = 0; i < T * E; ++i) b.x[static_cast<std::size_t>(i)] += b.proj[static_cast<std::size_t>(i)];
 
     // MLP block: SwiGLU with this layer's own width.
     const std::int64_t F = p.n_ff[static_cast<std::size_t>(l)];
     for (std::int64_t t = 0; t < T; ++t) rms_norm(b.x.data() + t * E, w.ffn_norm, E, eps, b.xn.data() + t * E);
+    observe(WeightKind::FfnGate, l, w.w_gate, b.xn.data(), T);
     matmul(w.w_gate, b.xn.data(), T, b.gate.data(), pool_);
+    observe(WeightKind::FfnUp, l, w.w_up, b.xn.data(), T);
     matmul(w.w_up, b.xn.data(), T, b.up.data(), pool_);
     swiglu(b.gate.data(), b.up.data(), T * F, b.gate.data());
+    observe(WeightKind::FfnDown, l, w.w_down, b.gate.data(), T);
     matmul(w.w_down, b.gate.data(), T, b.proj.data(), pool_);
     for (std::int64_t i = 0; i < T * E; ++i) b.x[static_cast<std::size_t>(i)] += b.proj[static_cast<std::size_t>(i)];
   }
@@ -166,6 +177,7 @@ void LlamaContext::forward_batch(std::span<const std::int32_t> tokens, bool all_
   for (std::int64_t t = first; t < T; ++t) {
     rms_norm(b.x.data() + t * E, model_.output_norm(), E, eps, b.xn.data() + (t - first) * E);
   }
+  observe(WeightKind::Output, -1, model_.output(), b.xn.data(), rows);
   matmul(model_.output(), b.xn.data(), rows, logits_out, pool_);
 }
 

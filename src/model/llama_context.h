@@ -13,8 +13,18 @@
 #include "core/thread_pool.h"
 #include "formats/ggml_type.h"
 #include "model/llama_model.h"
+#include "model/tensor_names.h"
 
 namespace piquant {
+
+// Sees the input of every linear layer during a forward pass (importance-matrix
+// collection). Called on the evaluating thread, before each product.
+class MatmulObserver {
+ public:
+  virtual ~MatmulObserver() = default;
+  // x: n_tokens × cols floats, the input of weight `id` (cols = its input dimension).
+  virtual void observe(WeightId id, const float* x, std::int64_t n_tokens, std::int64_t cols) = 0;
+};
 
 struct ContextOptions {
   std::int64_t n_ctx = 2048;           // positions the KV cache holds
@@ -45,6 +55,9 @@ class LlamaContext {
   ThreadPool& pool() { return pool_; }
   std::uint64_t kv_cache_bytes() const;
 
+  // nullptr (the default) observes nothing. The observer must outlive its use here.
+  void set_matmul_observer(MatmulObserver* observer) { observer_ = observer; }
+
  private:
   struct Buffers;
   void forward_batch(std::span<const std::int32_t> tokens, bool all_logits, float* logits_out);
@@ -55,6 +68,7 @@ class LlamaContext {
   std::unique_ptr<Buffers> buffers_;
   std::vector<float> logits_;
   std::int64_t n_past_ = 0;
+  MatmulObserver* observer_ = nullptr;
 };
 
 }  // namespace piquant

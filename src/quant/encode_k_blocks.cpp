@@ -28,10 +28,12 @@ struct SubBlock {
 };
 
 double sub_block_error(const SubBlock& sb, float scale, float min) {
-  double err = 0.0;
+  const float inv = scale == 0.0f ? 0.0f : 1.0f / scale;
+  const auto lo = static_cast<float>(sb.qmin), hi = static_cast<float>(sb.qmax);
+  float err = 0.0f;
+  PIQUANT_SIMD_REDUCTION(err)
   for (int i = 0; i < sb.size; ++i) {
-    const int q = nearest_code(sb.x[i], scale, -min, sb.qmin, sb.qmax);
-    const double diff = sb.x[i] - (scale * static_cast<float>(q) - min);
+    const float diff = sb.x[i] - (scale * nearest_code_float(sb.x[i], inv, -min, lo, hi) - min);
     err += sb.w[i] * diff * diff;
   }
   return err;

@@ -20,14 +20,6 @@ float signed_extreme(const float* x, int n) {
 
 }  // namespace
 
-int nearest_code(float x, float scale, float offset, int qmin, int qmax) {
-  if (scale == 0.0f) return std::clamp(0, qmin, qmax);
-  const float q = std::nearbyint((x - offset) / scale);
-  if (!(q >= static_cast<float>(qmin))) return qmin;  // also catches NaN
-  if (q > static_cast<float>(qmax)) return qmax;
-  return static_cast<int>(q);
-}
-
 float rtn_symmetric_scale(const float* x, int n, int qmin) {
   return signed_extreme(x, n) / static_cast<float>(qmin);
 }
@@ -40,17 +32,19 @@ float search_symmetric_scale(const float* x, const float* w, int n, int qmin, in
   const float bases[2] = {static_cast<float>(qmin) / ext, static_cast<float>(qmax) / amax};
   float best_scale = rtn_symmetric_scale(x, n, qmin);
   double best_gain = -1.0;  // maximise (Σwxq)² / Σwq², i.e. minimise the weighted error
+  const auto lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
   for (const float base : bases) {
     for (int t = -kSteps; t <= kSteps; ++t) {
       const float inv = base * (1.0f + kStep * static_cast<float>(t));
-      double sxq = 0.0, sqq = 0.0;
+      float sxq = 0.0f, sqq = 0.0f;
+      PIQUANT_SIMD_REDUCTION(sxq, sqq)
       for (int i = 0; i < n; ++i) {
-        const float q = static_cast<float>(nearest_code(x[i], 1.0f / inv, 0.0f, qmin, qmax));
-        sxq += static_cast<double>(w[i]) * x[i] * q;
-        sqq += static_cast<double>(w[i]) * q * q;
+        const float wq = w[i] * nearest_code_float(x[i], inv, 0.0f, lo, hi);
+        sxq += wq * x[i];
+        sqq += wq * nearest_code_float(x[i], inv, 0.0f, lo, hi);
       }
-      if (sqq <= 0.0) continue;
-      const double gain = sxq * sxq / sqq;
+      if (!(sqq > 0.0f)) continue;
+      const double gain = static_cast<double>(sxq) * sxq / sqq;
       if (gain > best_gain) {
         best_gain = gain;
         best_scale = static_cast<float>(sxq / sqq);
@@ -73,19 +67,27 @@ AffineFit search_affine(const float* x, const float* w, int n, int qmax, bool of
   if (range <= 0.0f) return rtn;
   AffineFit best = rtn;
   double best_err = -1.0;
+  const auto top = static_cast<float>(qmax);
+  float sw_f = 0.0f, sx_f = 0.0f;
+  PIQUANT_SIMD_REDUCTION(sw_f, sx_f)
+  for (int i = 0; i < n; ++i) {
+    sw_f += w[i];
+    sx_f += w[i] * x[i];
+  }
+  const double sw = sw_f, sx = sx_f;
   for (int t = -kSteps; t <= kSteps; ++t) {
-    const float inv = static_cast<float>(qmax) * (1.0f + kStep * static_cast<float>(t)) / range;
+    const float inv = top * (1.0f + kStep * static_cast<float>(t)) / range;
     if (inv <= 0.0f) continue;
     // Codes from this grid point, then the weighted least-squares scale and offset for them.
-    double sw = 0, sq = 0, sqq = 0, sx = 0, sxq = 0;
+    float sq_f = 0.0f, sqq_f = 0.0f, sxq_f = 0.0f;
+    PIQUANT_SIMD_REDUCTION(sq_f, sqq_f, sxq_f)
     for (int i = 0; i < n; ++i) {
-      const double q = nearest_code(x[i], 1.0f / inv, rtn.offset, 0, qmax);
-      sw += w[i];
-      sq += w[i] * q;
-      sqq += w[i] * q * q;
-      sx += w[i] * x[i];
-      sxq += w[i] * x[i] * q;
+      const float q = nearest_code_float(x[i], inv, rtn.offset, 0.0f, top);
+      sq_f += w[i] * q;
+      sqq_f += w[i] * q * q;
+      sxq_f += w[i] * x[i] * q;
     }
+    const double sq = sq_f, sqq = sqq_f, sxq = sxq_f;
     const double det = sw * sqq - sq * sq;
     if (sw <= 0.0 || det <= 0.0) continue;
     double scale = (sw * sxq - sq * sx) / det;
@@ -95,10 +97,11 @@ AffineFit search_affine(const float* x, const float* w, int n, int qmax, bool of
       scale = sxq / sqq;
     }
     if (scale < 0.0) continue;
-    double err = 0.0;
+    const auto scale_f = static_cast<float>(scale), offset_f = static_cast<float>(offset);
+    float err = 0.0f;
+    PIQUANT_SIMD_REDUCTION(err)
     for (int i = 0; i < n; ++i) {
-      const double q = nearest_code(x[i], 1.0f / inv, rtn.offset, 0, qmax);
-      const double diff = x[i] - (scale * q + offset);
+      const float diff = x[i] - (scale_f * nearest_code_float(x[i], inv, rtn.offset, 0.0f, top) + offset_f);
       err += w[i] * diff * diff;
     }
     if (best_err < 0.0 || err < best_err) {

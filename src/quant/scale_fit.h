@@ -2,6 +2,7 @@
 // Fitting one (sub-)block of floats to integer codes: x ≈ scale * q (symmetric) or
 // x ≈ scale * q + offset (affine). The "rtn" fits derive the scale from the extremes; the
 // searched fits try a grid of scales and keep the one with the least Σ w (x - x̂)².
+#include <algorithm>
 #include <cstdint>
 
 namespace piquant {
@@ -21,7 +22,38 @@ float search_symmetric_scale(const float* x, const float* w, int n, int qmin, in
 AffineFit rtn_affine(const float* x, int n, int qmax, bool offset_nonpositive);
 AffineFit search_affine(const float* x, const float* w, int n, int qmax, bool offset_nonpositive);
 
+// Nearest integer to v (ties to even, as nearbyint), clamped to [qmin, qmax]; NaN gives
+// qmin. Clamping first keeps |v| small, so adding and removing 1.5·2^23 rounds it: no
+// libm call in the searches' inner loops, which run ~50 times per weight.
+inline int round_code(float v, int qmin, int qmax) {
+  if (!(v >= static_cast<float>(qmin))) return qmin;
+  if (v > static_cast<float>(qmax)) return qmax;
+  constexpr float kRoundingBias = 12582912.0f;  // 1.5 · 2^23
+  return static_cast<int>((v + kRoundingBias) - kRoundingBias);
+}
+
 // Nearest code for x under a given scale/offset, clamped to [qmin, qmax]; 0 when scale is 0.
-int nearest_code(float x, float scale, float offset, int qmin, int qmax);
+inline int nearest_code(float x, float scale, float offset, int qmin, int qmax) {
+  if (scale == 0.0f) return qmin > 0 ? qmin : (qmax < 0 ? qmax : 0);
+  return round_code((x - offset) / scale, qmin, qmax);
+}
+
+// The nearest code as a float, branch-free so the search loops vectorize (see
+// PIQUANT_SIMD_REDUCTION): clamp, then round to nearest even. NaN stays NaN.
+inline float nearest_code_float(float x, float inv_scale, float offset, float qmin, float qmax) {
+  const float v = std::min(std::max((x - offset) * inv_scale, qmin), qmax);
+  constexpr float kRoundingBias = 12582912.0f;  // 1.5 · 2^23
+  return (v + kRoundingBias) - kRoundingBias;
+}
+
+// Lets the compiler vectorize a float sum (reassociating it) in the searches' loops
+// without -ffast-math anywhere else.
+#define PIQUANT_PRAGMA(text) _Pragma(#text)
+#define PIQUANT_SIMD_REDUCTION(...) PIQUANT_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
+
+// The same with the scale's reciprocal: a multiply instead of a divide in the searches.
+inline int nearest_code_inv(float x, float inv_scale, float offset, int qmin, int qmax) {
+  return round_code((x - offset) * inv_scale, qmin, qmax);
+}
 
 }  // namespace piquant

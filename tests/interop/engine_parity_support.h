@@ -16,4 +16,9 @@ namespace piquant::testing {
 // Softmax in double.
 std::vector<double> softmax(std::span<const float> logits);
 
+// KL(p ‖ q) in double between the next-token distributions of two logit rows of the
+// same length: p = softmax(reference), q = softmax(logits). From log-softmax, so
+// probabilities far below double's range still count exactly.
+double kl_divergence(std::span<const float> reference, std::span<const float> logits);
+
 }  // namespace piquant::testing

@@ -1,0 +1,123 @@
+#include "kernels/q8_activations.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace piquant {
+namespace {
+
+constexpr std::int64_t kQ8KBlock = 256;
+
+// Round to nearest, ties to even (what both of llama.cpp's roundings give); NaN gives 0.
+std::int16_t round_to_code(float v, float lo, float hi) {
+  if (!(v == v)) return 0;
+  return static_cast<std::int16_t>(std::clamp(std::nearbyint(v), lo, hi));
+}
+
+// ggml's Q8_0 activation block (its AVX quantizer): 127 / max|x| as the multiplier, the
+// scale stored as f16.
+// Returns the scale; *block_sum gets the Q8_1 sum f16(d · Σq) with d unrounded.
+float quantize_q8_0(const float* x, std::int16_t* q, float* block_sum) {
+  float amax = 0.0f;
+  for (int i = 0; i < kQ8ActivationBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float mul = amax != 0.0f ? 127.0f / amax : 0.0f;
+  int sum = 0;
+  for (int i = 0; i < kQ8ActivationBlock; ++i) {
+    q[i] = round_to_code(x[i] * mul, -127.0f, 127.0f);
+    sum += q[i];
+  }
+  const float d = amax / 127.0f;
+  *block_sum = f16_to_f32(f32_to_f16(d * static_cast<float>(sum)));
+  return f16_to_f32(f32_to_f16(d));
+}
+
+// ggml's Q8_K block: the signed extreme maps to -127; the opposite extreme may round to
+// +127 or (clamped) beyond.
+float quantize_q8_k(const float* x, std::int16_t* q) {
+  float amax = 0.0f, extreme = 0.0f;
+  for (int i = 0; i < kQ8KBlock; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      extreme = x[i];
+    }
+  }
+  if (amax == 0.0f) {
+    std::fill(q, q + kQ8KBlock, std::int16_t{0});
+    return 0.0f;
+  }
+  const float iscale = -127.0f / extreme;
+  for (int i = 0; i < kQ8KBlock; ++i) q[i] = round_to_code(iscale * x[i], -128.0f, 127.0f);
+  return 1.0f / iscale;
+}
+
+}  // namespace
+
+Q8Blocks q8_blocks_for(GgmlType weight_type) {
+  switch (weight_type) {
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+      return Q8Blocks::Q8_K;
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+      return Q8Blocks::Q8_1;
+    default:
+      return Q8Blocks::Q8_0;
+  }
+}
+
+void Q8Activations::prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks blocks) {
+  const std::int64_t block = blocks == Q8Blocks::Q8_K ? kQ8KBlock : kQ8ActivationBlock;
+  if (n_tokens < 0 || cols < 0 || cols % block != 0)
+    throw Error("Q8Activations: " + std::to_string(n_tokens) + " tokens of " + std::to_string(cols) +
+                " columns: columns must be a non-negative multiple of " + std::to_string(block));
+  n_tokens_ = n_tokens;
+  cols_ = cols;
+  blocks_ = blocks;
+  const auto n = static_cast<std::size_t>(n_tokens * cols);
+  values_.resize(n);
+  scales_.resize(n / kQ8ActivationBlock);
+  sums16_.resize(n / 16);
+  block_sums_.resize(n / kQ8ActivationBlock);
+}
+
+void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::int64_t t_end) {
+  const std::int64_t block = blocks_ == Q8Blocks::Q8_K ? kQ8KBlock : kQ8ActivationBlock;
+  const std::int64_t per_block = block / kQ8ActivationBlock;  // 32-column scales per block
+  for (std::int64_t b = t_begin * cols_ / block; b < t_end * cols_ / block; ++b) {
+    const float* xb = x + b * block;
+    std::int16_t* q = values_.data() + b * block;
+    float q8_1_sum = 0.0f;
+    const float scale = blocks_ == Q8Blocks::Q8_K ? quantize_q8_k(xb, q) : quantize_q8_0(xb, q, &q8_1_sum);
+    std::fill_n(scales_.data() + b * per_block, per_block, scale);
+    for (std::int64_t g = 0; g < block / 16; ++g) {
+      std::int32_t sum = 0;
+      for (int i = 0; i < 16; ++i) sum += q[16 * g + i];
+      sums16_[static_cast<std::size_t>(b * (block / 16) + g)] = sum;
+    }
+    for (std::int64_t s = 0; s < per_block; ++s) {
+      const std::size_t i = static_cast<std::size_t>(b * per_block + s);
+      block_sums_[i] = blocks_ == Q8Blocks::Q8_1
+                           ? q8_1_sum
+                           : scale * static_cast<float>(sums16_[2 * i] + sums16_[2 * i + 1]);
+    }
+  }
+}
+
+Q8Row Q8Activations::token(std::int64_t t) const {
+  const auto base = static_cast<std::size_t>(t * cols_);
+  return {values_.data() + base, scales_.data() + base / kQ8ActivationBlock, sums16_.data() + base / 16,
+          block_sums_.data() + base / kQ8ActivationBlock};
+}
+
+void Q8Activations::dequantize(std::int64_t t, float* out) const {
+  const Q8Row row = token(t);
+  for (std::int64_t c = 0; c < cols_; ++c) out[c] = row.scales[c / kQ8ActivationBlock] * row.values[c];
+}
+
+}  // namespace piquant

@@ -1,0 +1,68 @@
+#pragma once
+// Activations quantized to 8 bits for the integer dot products with quantized weights,
+// rounded exactly as llama.cpp's CPU backend rounds them, so both engines multiply the
+// same integers (and their logits agree to float rounding, not to 8-bit noise):
+// - Q8_0 blocks (for Q4_0, Q5_0, Q8_0 weights): per 32 columns, q = round(x · 127 / max|x|)
+//   to nearest even, scale = f16(max|x| / 127).
+// - Q8_1 blocks (for Q4_1, Q5_1): as Q8_0, plus the block's sum for the weights' min term
+//   stored as llama.cpp stores it, f16((max|x| / 127) · Σq).
+// - Q8_K blocks (for the K-quants): per 256 columns, with m the value of largest
+//   magnitude (first one on ties), q = min(127, round(x · -127 / m)), scale = 1 / (-127 / m).
+// The values are stored widened to int16 so the kernels load them ready for 16-bit
+// multiply-adds, once per token rather than once per weight row. The scale is given per
+// 32 columns in both schemes (a Q8_K scale repeats 8 times), and each group of 16 values
+// carries its sum, which folds the offsets and mins of the weight blocks
+// (Σ (w_q - 8)·q = Σ w_q·q - 8·Σ q) into one multiply.
+#include <cstdint>
+#include <vector>
+
+#include "formats/ggml_type.h"
+
+namespace piquant {
+
+inline constexpr std::int64_t kQ8ActivationBlock = 32;
+
+enum class Q8Blocks { Q8_0, Q8_1, Q8_K };
+
+// The activation blocks llama.cpp pairs with a weight type.
+Q8Blocks q8_blocks_for(GgmlType weight_type);
+
+// One token's quantized activations; cols / 32 blocks.
+struct Q8Row {
+  const std::int16_t* values;  // cols values, each in [-128, 127]
+  const float* scales;         // cols / 32: block b holds values [32b, 32b + 32)
+  const std::int32_t* sums16;  // cols / 16: sum of values [16g, 16g + 16)
+  const float* block_sums;     // cols / 32: Σ x̂ of block b for a min term (scale · Σq; Q8_1: rounded to f16)
+};
+
+class Q8Activations {
+ public:
+  // Sizes the storage for n_tokens × cols (cols a multiple of the scheme's block: 32 or
+  // 256), reusing what it has, so a decode loop does not allocate once warmed up.
+  void prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks blocks);
+  // Quantizes tokens [t_begin, t_end) of x (n_tokens × cols floats, row-major); tokens
+  // are independent, so threads may quantize disjoint ranges.
+  void quantize_tokens(const float* x, std::int64_t t_begin, std::int64_t t_end);
+  void quantize(const float* x, std::int64_t n_tokens, std::int64_t cols, Q8Blocks blocks = Q8Blocks::Q8_0) {
+    prepare(n_tokens, cols, blocks);
+    quantize_tokens(x, 0, n_tokens);
+  }
+
+  std::int64_t n_tokens() const { return n_tokens_; }
+  std::int64_t cols() const { return cols_; }
+  Q8Row token(std::int64_t t) const;
+
+  // scale · q for token t: exactly the activations the integer kernels multiply with
+  // (the reference the kernels are tested against).
+  void dequantize(std::int64_t t, float* out) const;
+
+ private:
+  std::int64_t n_tokens_ = 0, cols_ = 0;
+  Q8Blocks blocks_ = Q8Blocks::Q8_0;
+  std::vector<std::int16_t> values_;
+  std::vector<float> scales_;
+  std::vector<std::int32_t> sums16_;
+  std::vector<float> block_sums_;
+};
+
+}  // namespace piquant

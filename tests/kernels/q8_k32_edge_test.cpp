@@ -1,0 +1,179 @@
+// Edge cases of the Q4_K / Q5_K integer kernels, with blocks built byte by byte: extreme
+// codes and scales, every packed-scale bit pattern, rows of one super-block and rows of
+// many, and one block whose result is worked out by hand from the format's definition.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "kernel_test_support.h"
+#include "kernels/q8_activations.h"
+#include "kernels/q8_matmul.h"
+#include "quant/block_formats.h"
+#include "quant/dequantize.h"
+
+namespace piquant {
+namespace {
+
+using namespace kernel_test;
+
+constexpr std::int64_t kSuper = 256;
+
+std::size_t block_bytes(GgmlType type) { return type == GgmlType::Q4_K ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K); }
+
+// A row of super-blocks; fill(block_index, bytes) writes each block's bytes.
+template <class Fill>
+std::vector<std::uint8_t> make_row(GgmlType type, std::int64_t cols, Fill&& fill) {
+  const std::size_t bytes = block_bytes(type);
+  std::vector<std::uint8_t> row(static_cast<std::size_t>(cols / kSuper) * bytes);
+  for (std::size_t b = 0; b * bytes < row.size(); ++b) fill(b, row.data() + b * bytes);
+  return row;
+}
+
+void put_f16(std::uint8_t* at, float v) {
+  const std::uint16_t h = f32_to_f16(v);
+  std::memcpy(at, &h, 2);
+}
+
+// Runs the kernel on one row and one token on every SIMD target and compares with the
+// dequantized weights times the dequantized activations, summed in double.
+void expect_matches_reference(GgmlType type, const std::vector<std::uint8_t>& row, const std::vector<float>& x) {
+  const auto cols = static_cast<std::int64_t>(x.size());
+  Q8Activations q;
+  q.quantize(x.data(), 1, cols);
+  std::vector<float> w(x.size()), xq(x.size());
+  dequantize_row(type, row.data(), w.data(), cols);
+  q.dequantize(0, xq.data());
+  double ref = 0, magnitude = 0;
+  for (std::size_t c = 0; c < x.size(); ++c) {
+    ref += static_cast<double>(w[c]) * xq[c];
+    magnitude += std::fabs(static_cast<double>(w[c]) * xq[c]);
+  }
+  const MatrixView view{type, row.data(), 1, cols, row.size()};
+  for_each_simd_target([&] {
+    const Q8MatmulRows kernel = find_q8_matmul_k32(type);
+    ASSERT_NE(kernel, nullptr);
+    float y = NAN;
+    kernel(view, q, &y, 0, 1);
+    EXPECT_NEAR(y, ref, 1e-5 * magnitude + 1e-30) << ggml_type_name(type) << " cols " << cols;
+  });
+}
+
+std::vector<float> random_activations(std::int64_t cols, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(cols));
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+class Q8K32Edge : public testing::TestWithParam<GgmlType> {};
+
+TEST_P(Q8K32Edge, LargestCodesScalesAndMins) {
+  const GgmlType type = GetParam();
+  // Every code at its maximum (15 or 31), every 6-bit scale and min 63, large f16 scales.
+  const auto row = make_row(type, kSuper, [&](std::size_t, std::uint8_t* b) {
+    std::memset(b, 0xff, block_bytes(type));
+    put_f16(b, 60000.0f);
+    put_f16(b + 2, 30000.0f);
+  });
+  std::vector<float> plus(kSuper, 3.0f), alternating(kSuper);
+  for (std::size_t i = 0; i < alternating.size(); ++i) alternating[i] = i % 2 ? -2.0f : 2.0f;
+  expect_matches_reference(type, row, plus);
+  expect_matches_reference(type, row, alternating);
+}
+
+TEST_P(Q8K32Edge, ZeroCodesLeaveOnlyTheMins) {
+  const GgmlType type = GetParam();
+  const auto row = make_row(type, 2 * kSuper, [&](std::size_t i, std::uint8_t* b) {
+    std::memset(b, 0, block_bytes(type));
+    put_f16(b, 0.5f);
+    put_f16(b + 2, 0.25f + static_cast<float>(i));
+    for (int k = 4; k < 16; ++k) b[k] = static_cast<std::uint8_t>(0x35 + 17 * k);  // nonzero mins everywhere
+  });
+  std::mt19937 rng(3);
+  expect_matches_reference(type, row, random_activations(2 * kSuper, rng));
+}
+
+TEST_P(Q8K32Edge, EveryBytePatternWithFiniteScales) {
+  // Random bytes everywhere but d and dmin: all bit patterns of the packed scales and
+  // mins (including their top two bits), codes and Q5_K high bits.
+  const GgmlType type = GetParam();
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 8; ++trial) {
+    const auto row = make_row(type, 3 * kSuper, [&](std::size_t, std::uint8_t* b) {
+      for (std::size_t k = 0; k < block_bytes(type); ++k) b[k] = static_cast<std::uint8_t>(rng());
+      put_f16(b, std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 1000.0f, -static_cast<int>(rng() % 20)));
+      put_f16(b + 2, std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 1000.0f, -static_cast<int>(rng() % 20)));
+    });
+    expect_matches_reference(type, row, random_activations(3 * kSuper, rng));
+  }
+}
+
+TEST_P(Q8K32Edge, SingleSuperBlockAndLongRows) {
+  const GgmlType type = GetParam();
+  std::mt19937 rng(5);
+  // 14336 columns: 56 super-blocks, more than one chunk of factors and a partial one.
+  for (const std::int64_t cols : {kSuper, std::int64_t{14336}}) {
+    const auto row = make_row(type, cols, [&](std::size_t, std::uint8_t* b) {
+      for (std::size_t k = 0; k < block_bytes(type); ++k) b[k] = static_cast<std::uint8_t>(rng());
+      put_f16(b, 0.01f);
+      put_f16(b + 2, 0.003f);
+    });
+    expect_matches_reference(type, row, random_activations(cols, rng));
+  }
+}
+
+TEST_P(Q8K32Edge, HandWorkedBlock) {
+  // Only sub-block 5 is non-zero: scale 33 = 0b100001 (low nibble in byte 9, top bits in
+  // byte 1) and min 18 = 0b010010 (high nibble of byte 9, top bits in byte 5). Sub-block
+  // 5 is the high nibbles of qs[64..96). Activations of block 5 have max |x| = 127, so
+  // their scale is 1 and the Q8 values are the activations themselves.
+  const GgmlType type = GetParam();
+  const bool five = type == GgmlType::Q5_K;
+  const auto row = make_row(type, kSuper, [&](std::size_t, std::uint8_t* b) {
+    std::memset(b, 0, block_bytes(type));
+    put_f16(b, 1.0f);
+    put_f16(b + 2, 0.5f);
+    b[4 + 1] = 0x80;
+    b[4 + 5] = 0x40;
+    b[4 + 9] = 0x21;
+    std::uint8_t* qs = b + (five ? offsetof(BlockQ5_K, qs) : offsetof(BlockQ4_K, qs));
+    for (int l = 0; l < 32; ++l) qs[64 + l] = static_cast<std::uint8_t>((l % 16) << 4 | 0x0f);  // low nibbles: sub-block 4, scale 0
+    if (five)
+      for (int l = 0; l < 32; l += 2) b[offsetof(BlockQ5_K, qh) + l] = 1 << 5;  // 5th bit of sub-block 5, even l
+  });
+  std::vector<float> x(kSuper, 0.0f);
+  double expected = 0;
+  for (int l = 0; l < 32; ++l) {
+    const int xv = l == 7 ? 127 : (l % 7) - 3;
+    x[160 + l] = static_cast<float>(xv);
+    const int q = (l % 16) + (five && l % 2 == 0 ? 16 : 0);
+    expected += (1.0 * 33 * q - 0.5 * 18) * xv;
+  }
+  Q8Activations a;
+  a.quantize(x.data(), 1, kSuper);
+  ASSERT_EQ(a.token(0).scales[5], 1.0f);
+  const MatrixView view{type, row.data(), 1, kSuper, row.size()};
+  for_each_simd_target([&] {
+    float y = NAN;
+    find_q8_matmul_k32(type)(view, a, &y, 0, 1);
+    EXPECT_EQ(y, expected);
+  });
+}
+
+TEST(Q8K32, OtherTypesHaveNoKernelHere) {
+  EXPECT_EQ(find_q8_matmul_k32(GgmlType::Q6_K), nullptr);
+  EXPECT_EQ(find_q8_matmul_k32(GgmlType::Q4_0), nullptr);
+  EXPECT_EQ(find_q8_matmul_k32(GgmlType::F32), nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, Q8K32Edge, testing::Values(GgmlType::Q4_K, GgmlType::Q5_K),
+                         [](const testing::TestParamInfo<GgmlType>& info) { return ggml_type_name(info.param); });
+
+}  // namespace
+}  // namespace piquant
