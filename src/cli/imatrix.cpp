@@ -75,6 +75,8 @@ void register_imatrix(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("imatrix", "Importance matrix of a model over a calibration text (llama-imatrix's file format)");
   cmd->add_option("-m,--model", args->model, "Model: a .gguf file or a Hugging Face checkpoint folder")->required();
   add_eval_options(*cmd, args->eval);
+  // Every token of a chunk counts here, not only the second half as in perplexity.
+  cmd->get_option("--ctx")->description("Tokens per chunk (BOS first); every token's activations count");
   cmd->add_option("-o,--output", args->output, "Importance matrix file to write (for quantize --imatrix)")->required();
   cmd->add_flag("--process-output", args->process_output, "Also collect output.weight (unless tied to the embedding)");
   cmd->callback([args] { run_imatrix(*args); });

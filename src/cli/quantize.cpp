@@ -62,7 +62,16 @@ void run_quantize(const QuantizeArgs& args) {
   if (!args.imatrix.empty()) {
     options.importance = [&imatrix, &args](const CheckpointTensor& t) {
       std::vector<float> columns = imatrix.mean_squares(t.name);
-      if (columns.empty() && t.shape.size() == 2) log::warn("quantize: ", args.imatrix, " has no entry for ", t.name);
+      // llama-imatrix never records the embedding (a row lookup, not a product) and
+      // records the output only when asked: those fall back to the default weights quietly.
+      const bool expected_missing = t.name == "token_embd.weight" || t.name == "output.weight";
+      if (columns.empty() && t.shape.size() == 2) {
+        if (expected_missing) {
+          log::debug("quantize: ", args.imatrix, " has no entry for ", t.name);
+        } else {
+          log::warn("quantize: ", args.imatrix, " has no entry for ", t.name);
+        }
+      }
       return columns;
     };
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "kernel_test_support.h"
 #include "kernels/matmul.h"
 #include "kernels/q8_activations.h"
@@ -212,6 +213,43 @@ TEST(Q8Activations, NaNBecomesZeroInsteadOfUndefinedBehaviour) {
   q.quantize(x.data(), 1, 32);
   EXPECT_EQ(q.token(0).values[3], 0);
   EXPECT_EQ(q.token(0).values[4], 127);
+}
+
+// matmul() itself: for any token count and thread split, exactly the integer kernel of
+// the type on activations quantized as llama.cpp does.
+TEST(QuantizedMatmul, EveryTokenCountRunsTheQ8KernelOfTheType) {
+  std::mt19937 rng(12);
+  ThreadPool pool(2);
+  for (const GgmlType type : kQuantTypes) {
+    const Q8MatmulRows kernel = find_q8_matmul(type);
+    ASSERT_NE(kernel, nullptr) << ggml_type_name(type);
+    // 14336 columns: token chunks of 9 in the row loop.
+    for (const std::int64_t cols : {512, 14336}) {
+      const std::int64_t rows = 21;
+      const QuantMatrix w = random_matrix(type, rows, cols, rng);
+      for (const std::int64_t tokens : {1, 2, 3, 4, 11, 40}) {
+        const std::vector<float> x = random_activations(tokens * cols, rng);
+        Q8Activations q;
+        q.quantize(x.data(), tokens, cols, q8_blocks_for(type));
+        std::vector<float> expected(static_cast<std::size_t>(tokens * rows)), y(expected.size());
+        kernel(w.view, q, expected.data(), 0, rows);
+        matmul(w.view, x.data(), tokens, y.data(), pool);
+        EXPECT_EQ(y, expected) << ggml_type_name(type) << " cols " << cols << " tokens " << tokens;
+      }
+    }
+  }
+}
+
+TEST(QuantizedMatmul, DequantizeRowMatchesTheBlockDecoder) {
+  std::mt19937 rng(13);
+  for (const GgmlType type : kQuantTypes) {
+    const QuantMatrix w = random_matrix(type, 5, 512, rng);
+    std::vector<float> got(512);
+    for_each_simd_target([&] {
+      dequantize_row(w.view, 4, got.data());
+      EXPECT_EQ(got, std::vector<float>(w.decoded.begin() + 4 * 512, w.decoded.end())) << ggml_type_name(type);
+    });
+  }
 }
 
 }  // namespace
