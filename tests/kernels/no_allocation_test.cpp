@@ -11,6 +11,7 @@
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 #include "kernels/vector_ops.h"
+#include "quant/quantize.h"
 
 namespace {
 std::atomic<long> g_allocations{0};
@@ -58,6 +59,28 @@ TEST(NoAllocation, KernelsDoNotAllocatePerCall) {
   const long before = g_allocations.load();
   run_all();
   EXPECT_EQ(g_allocations.load() - before, 0);
+}
+
+TEST(NoAllocation, QuantizedMatmulDoesNotAllocatePerCall) {
+  std::mt19937 rng(31);
+  const std::int64_t rows = 40, cols = 512;
+  const std::vector<float> values = random_floats(rows * cols, rng);
+  const std::vector<float> x = random_floats(8 * cols, rng);
+  std::vector<float> y(8 * rows);
+  ThreadPool pool(2);
+  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::Q4_1}) {
+    const std::size_t row_bytes = static_cast<std::size_t>(ggml_nbytes(type, cols));
+    std::vector<std::uint8_t> blocks(row_bytes * rows);
+    for (std::int64_t r = 0; r < rows; ++r)
+      quantize_row_rtn(type, values.data() + r * cols, cols, blocks.data() + r * row_bytes);
+    const MatrixView w{type, blocks.data(), rows, cols, row_bytes};
+    // Activation buffers are per calling thread and grow to the largest call once.
+    matmul(w, x.data(), 8, y.data(), pool);
+    const long before = g_allocations.load();
+    matmul(w, x.data(), 1, y.data(), pool);
+    matmul(w, x.data(), 8, y.data(), pool);
+    EXPECT_EQ(g_allocations.load() - before, 0) << ggml_type_name(type);
+  }
 }
 
 }  // namespace
