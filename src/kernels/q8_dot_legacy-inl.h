@@ -1,6 +1,6 @@
 // Per-target dot products of one legacy-quantized weight row (Q8_0, Q4_0, Q4_1, Q5_0,
 // Q5_1: blocks of 32 with one f16 scale, Q4_1/Q5_1 also an f16 min) with one token's Q8
-// activations. A weight block covers exactly one activation block, so each block is an
+// activations (DotX), or with 4 tokens' at once (DotXx4, prompts: each block decoded once). A weight block covers exactly one activation block, so each block is an
 // int16 × int16 → int32 multiply-add of its codes (offset already removed) against the
 // activations, scaled once by d_w · d_x in float. Included once per Highway target.
 #if defined(PIQUANT_KERNELS_Q8_DOT_LEGACY_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -177,6 +177,51 @@ HWY_INLINE float DotLegacy(const std::uint8_t* row, const Q8Row& x, std::int64_t
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) + (min0 + min1);
 }
 
+// The 4-token form of AddBlock: the block's codes are decoded once and multiplied with
+// each token's activations, acc[i] and min_acc[i] collecting token i. 4 int32 sums
+// (sum1 stays zero on x86, where the multiply-add pairs lanes itself), 4 float
+// accumulators and the codes fit AVX2's 16 registers. The float side (convert, scale,
+// accumulate) is per token; each token's scale is broadcast straight from memory and
+// d_w applied in the FMA, which keeps it to 3 vector operations per token.
+template <class Codes>
+HWY_INLINE void AddBlock4(const std::uint8_t* block, const Q8Row* x, std::int64_t b, VF32* acc, float* min_acc) {
+  const D16 d16;
+  const D32 d32;
+  const DF32 df;
+  const std::int64_t offset = b * kQk;
+  auto sum0_0 = hn::Zero(d32), sum1_0 = hn::Zero(d32), sum0_1 = hn::Zero(d32), sum1_1 = hn::Zero(d32);
+  auto sum0_2 = hn::Zero(d32), sum1_2 = hn::Zero(d32), sum0_3 = hn::Zero(d32), sum1_3 = hn::Zero(d32);
+  Codes::ForEachCode(block, [&](std::size_t e0, V16 codes) {
+    sum0_0 = hn::ReorderWidenMulAccumulate(d32, codes, hn::LoadU(d16, x[0].values + offset + e0), sum0_0, sum1_0);
+    sum0_1 = hn::ReorderWidenMulAccumulate(d32, codes, hn::LoadU(d16, x[1].values + offset + e0), sum0_1, sum1_1);
+    sum0_2 = hn::ReorderWidenMulAccumulate(d32, codes, hn::LoadU(d16, x[2].values + offset + e0), sum0_2, sum1_2);
+    sum0_3 = hn::ReorderWidenMulAccumulate(d32, codes, hn::LoadU(d16, x[3].values + offset + e0), sum0_3, sum1_3);
+  });
+  if constexpr (Codes::kHasMin) {
+    const float m = F16At(block + Codes::kMinOffset);
+    for (int i = 0; i < 4; ++i) min_acc[i] += m * x[i].block_sums[b];
+  }
+  const VF32 dw = hn::Set(df, F16At(block));
+  acc[0] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(sum0_0, sum1_0)), hn::Set(df, x[0].scales[b])), dw, acc[0]);
+  acc[1] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(sum0_1, sum1_1)), hn::Set(df, x[1].scales[b])), dw, acc[1]);
+  acc[2] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(sum0_2, sum1_2)), hn::Set(df, x[2].scales[b])), dw, acc[2]);
+  acc[3] = hn::MulAdd(hn::Mul(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(sum0_3, sum1_3)), hn::Set(df, x[3].scales[b])), dw, acc[3]);
+}
+
+// out[i] = DotLegacy(row, x[i], cols) for 4 tokens; the 4 independent accumulators
+// already hide the FMA latency, so one block per step.
+template <class Codes>
+HWY_INLINE void DotLegacy4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  const DF32 df;
+  const std::int64_t blocks = cols / kQk;
+  VF32 acc[4] = {hn::Zero(df), hn::Zero(df), hn::Zero(df), hn::Zero(df)};
+  float min_acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    AddBlock4<Codes>(row + static_cast<std::size_t>(b) * Codes::kBlockBytes, x, b, acc, min_acc);
+  }
+  for (int i = 0; i < 4; ++i) out[i] = hn::GetLane(hn::SumOfLanes(df, acc[i])) + min_acc[i];
+}
+
 }  // namespace legacy_q8
 
 HWY_INLINE float DotQ8_0(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
@@ -193,6 +238,25 @@ HWY_INLINE float DotQ5_0(const std::uint8_t* row, const Q8Row& x, std::int64_t c
 }
 HWY_INLINE float DotQ5_1(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
   return legacy_q8::DotLegacy<legacy_q8::Q5_1Codes>(row, x, cols);
+}
+
+// 4 tokens at once (prompts). Static: Q8MatmulRowsLoop tests the Dot4 pointer against
+// nullptr at compile time, which GCC cannot do for an extern inline function under
+// -fsanitize=undefined.
+static HWY_INLINE void DotQ8_0x4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  legacy_q8::DotLegacy4<legacy_q8::Q8_0Codes>(row, x, cols, out);
+}
+static HWY_INLINE void DotQ4_0x4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  legacy_q8::DotLegacy4<legacy_q8::Q4_0Codes>(row, x, cols, out);
+}
+static HWY_INLINE void DotQ4_1x4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  legacy_q8::DotLegacy4<legacy_q8::Q4_1Codes>(row, x, cols, out);
+}
+static HWY_INLINE void DotQ5_0x4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  legacy_q8::DotLegacy4<legacy_q8::Q5_0Codes>(row, x, cols, out);
+}
+static HWY_INLINE void DotQ5_1x4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  legacy_q8::DotLegacy4<legacy_q8::Q5_1Codes>(row, x, cols, out);
 }
 
 }  // namespace HWY_NAMESPACE

@@ -18,9 +18,9 @@ namespace HWY_NAMESPACE {
 
 Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
   switch (type) {
-    case GgmlType::Q2_K: return &Q8MatmulRowsLoop<&DotQ2_K>;
-    case GgmlType::Q3_K: return &Q8MatmulRowsLoop<&DotQ3_K>;
-    case GgmlType::Q6_K: return &Q8MatmulRowsLoop<&DotQ6_K>;
+    case GgmlType::Q2_K: return &Q8MatmulRowsLoop<&DotQ2_K, &DotQ2_Kx4>;
+    case GgmlType::Q3_K: return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
+    case GgmlType::Q6_K: return &Q8MatmulRowsLoop<&DotQ6_K, &DotQ6_Kx4>;
     default:
       return nullptr;
   }

@@ -19,9 +19,9 @@ namespace HWY_NAMESPACE {
 Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_K:
-      return &Q8MatmulRowsLoop<&DotQ4_K>;
+      return &Q8MatmulRowsLoop<&DotQ4_K, &DotQ4_Kx4>;
     case GgmlType::Q5_K:
-      return &Q8MatmulRowsLoop<&DotQ5_K>;
+      return &Q8MatmulRowsLoop<&DotQ5_K, &DotQ5_Kx4>;
     default:
       return nullptr;
   }

@@ -18,11 +18,11 @@ namespace HWY_NAMESPACE {
 
 Q8MatmulRows FindQ8MatmulLegacy(GgmlType type) {
   switch (type) {
-    case GgmlType::Q8_0: return &Q8MatmulRowsLoop<&DotQ8_0>;
-    case GgmlType::Q4_0: return &Q8MatmulRowsLoop<&DotQ4_0>;
-    case GgmlType::Q4_1: return &Q8MatmulRowsLoop<&DotQ4_1>;
-    case GgmlType::Q5_0: return &Q8MatmulRowsLoop<&DotQ5_0>;
-    case GgmlType::Q5_1: return &Q8MatmulRowsLoop<&DotQ5_1>;
+    case GgmlType::Q8_0: return &Q8MatmulRowsLoop<&DotQ8_0, &DotQ8_0x4>;
+    case GgmlType::Q4_0: return &Q8MatmulRowsLoop<&DotQ4_0, &DotQ4_0x4>;
+    case GgmlType::Q4_1: return &Q8MatmulRowsLoop<&DotQ4_1, &DotQ4_1x4>;
+    case GgmlType::Q5_0: return &Q8MatmulRowsLoop<&DotQ5_0, &DotQ5_0x4>;
+    case GgmlType::Q5_1: return &Q8MatmulRowsLoop<&DotQ5_1, &DotQ5_1x4>;
     default:
       return nullptr;
   }

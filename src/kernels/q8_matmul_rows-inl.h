@@ -22,24 +22,51 @@ namespace piquant {
 namespace HWY_NAMESPACE {
 
 using Q8Dot = float (*)(const std::uint8_t* row, const Q8Row& x, std::int64_t cols);
+// The same row against 4 tokens at once: out[i] = Dot(row, x[i], cols). Each weight
+// block is decoded once for the 4 (prompts).
+using Q8Dot4 = void (*)(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out);
 
 // Tokens are taken in chunks whose activations (int16) fill about this much of L2, so
 // each weight row comes from memory once per chunk and stays in L1 for the chunk's tokens.
 constexpr std::int64_t kQ8ActivationChunkBytes = 256 * 1024;
 
-template <Q8Dot Dot>
-HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
-                                   std::int64_t r_end) {
+// Groups of 4 tokens go through Dot4 when kHasDot4, the rest through Dot.
+template <Q8Dot Dot, Q8Dot4 Dot4, bool kHasDot4>
+HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
+                                    std::int64_t r_end) {
   const std::int64_t n_tokens = x.n_tokens();
   const std::int64_t chunk =
-      std::max<std::int64_t>(1, kQ8ActivationChunkBytes / std::max<std::int64_t>(1, 2 * w.cols));
+      std::max<std::int64_t>(4, kQ8ActivationChunkBytes / std::max<std::int64_t>(1, 2 * w.cols) / 4 * 4);
   for (std::int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const std::int64_t t1 = std::min(n_tokens, t0 + chunk);
     for (std::int64_t r = r_begin; r < r_end; ++r) {
       const std::uint8_t* row = w.row(r);
-      for (std::int64_t t = t0; t < t1; ++t) y[t * w.rows + r] = Dot(row, x.token(t), w.cols);
+      std::int64_t t = t0;
+      if constexpr (kHasDot4) {
+        for (; t + 4 <= t1; t += 4) {
+          const Q8Row xs[4] = {x.token(t), x.token(t + 1), x.token(t + 2), x.token(t + 3)};
+          float out[4];
+          Dot4(row, xs, w.cols, out);
+          for (int i = 0; i < 4; ++i) y[(t + i) * w.rows + r] = out[i];
+        }
+      }
+      for (; t < t1; ++t) y[t * w.rows + r] = Dot(row, x.token(t), w.cols);
     }
   }
+}
+
+// A type with only a 1-token kernel.
+template <Q8Dot Dot>
+HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
+                                   std::int64_t r_end) {
+  Q8MatmulRowsChunked<Dot, nullptr, false>(w, x, y, r_begin, r_end);
+}
+
+// A type with a 4-token kernel for prompts as well.
+template <Q8Dot Dot, Q8Dot4 Dot4>
+HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
+                                   std::int64_t r_end) {
+  Q8MatmulRowsChunked<Dot, Dot4, true>(w, x, y, r_begin, r_end);
 }
 
 }  // namespace HWY_NAMESPACE

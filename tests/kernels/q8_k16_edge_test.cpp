@@ -1,8 +1,10 @@
 // Edge cases of the Q8 integer kernels for Q2_K, Q3_K and Q6_K, on every SIMD target:
 // blocks built byte by byte with extreme codes (every bit set, every bit clear, Q6_K
 // scales of -128, Q3_K scales at both ends of their offset range), arbitrary bytes, a
-// row of a single super-block and rows of 14336 columns. The reference is the scalar
-// decoder (dequantize_row) times the dequantized activations, summed in double.
+// row of a single super-block and rows of 14336 columns; each against 5 different tokens
+// (the 4-token kernel and the 1-token one) quantized as Q8_K and as Q8_0. The reference
+// is the scalar decoder (dequantize_row) times the dequantized activations, summed in
+// double.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -99,26 +101,53 @@ std::vector<double> term_magnitudes(const Row& r) {
   return m;
 }
 
-void expect_matches_reference(const Row& r, const std::vector<float>& x) {
-  Q8Activations q;
-  q.quantize(x.data(), 1, r.cols);
-  std::vector<float> xq(static_cast<std::size_t>(r.cols)), w(static_cast<std::size_t>(r.cols));
-  q.dequantize(0, xq.data());
+// Every token of `tokens` (n × cols floats) against the reference, with activations
+// quantized both ways a kernel may see them: Q8_K (one scale per 256 columns, what
+// llama.cpp pairs with these types) and Q8_0 (a scale per 32 columns). n ≥ 4 sends the
+// first tokens through the 4-token kernel, the rest through the 1-token one.
+void expect_tokens_match_reference(const Row& r, const std::vector<float>& tokens) {
+  const std::int64_t n = static_cast<std::int64_t>(tokens.size()) / r.cols;
+  std::vector<float> w(static_cast<std::size_t>(r.cols)), xq(static_cast<std::size_t>(r.cols));
   dequantize_row(r.type, r.bytes.data(), w.data(), r.cols);
   const std::vector<double> magnitude = term_magnitudes(r);
-  double ref = 0, bound = 0;
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    ref += static_cast<double>(w[i]) * xq[i];
-    bound += magnitude[i] * std::fabs(xq[i]);
-  }
   const MatrixView view{r.type, r.bytes.data(), 1, r.cols, r.bytes.size()};
-  for_each_simd_target([&] {
-    const Q8MatmulRows kernel = find_q8_matmul_k16(r.type);
-    ASSERT_NE(kernel, nullptr);
-    float y = -1.0f;
-    kernel(view, q, &y, 0, 1);
-    EXPECT_NEAR(y, ref, 1e-5 * bound + 1e-30) << ggml_type_name(r.type) << " cols " << r.cols;
-  });
+  for (const Q8Blocks blocks : {Q8Blocks::Q8_K, Q8Blocks::Q8_0}) {
+    SCOPED_TRACE(blocks == Q8Blocks::Q8_K ? "Q8_K activations" : "Q8_0 activations");
+    Q8Activations q;
+    q.quantize(tokens.data(), n, r.cols, blocks);
+    std::vector<double> ref(static_cast<std::size_t>(n)), bound(static_cast<std::size_t>(n));
+    for (std::int64_t t = 0; t < n; ++t) {
+      q.dequantize(t, xq.data());
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        ref[t] += static_cast<double>(w[i]) * xq[i];
+        bound[t] += magnitude[i] * std::fabs(xq[i]);
+      }
+    }
+    for_each_simd_target([&] {
+      const Q8MatmulRows kernel = find_q8_matmul_k16(r.type);
+      ASSERT_NE(kernel, nullptr);
+      std::vector<float> y(static_cast<std::size_t>(n), -1.0f);
+      kernel(view, q, y.data(), 0, 1);
+      for (std::int64_t t = 0; t < n; ++t) {
+        EXPECT_NEAR(y[t], ref[t], 1e-5 * bound[t] + 1e-30) << ggml_type_name(r.type) << " cols " << r.cols << " token " << t;
+      }
+    });
+  }
+}
+
+// x as 5 tokens (4-token kernel, then 1-token kernel), each with its own scales: x, all
+// zeros, -2.5x, x times 1, 2 or 3 per block of 32 with every fourth block zeroed (Q8_0
+// scales that differ per block and from the other tokens'), and x again.
+void expect_matches_reference(const Row& r, const std::vector<float>& x) {
+  std::vector<float> tokens;
+  tokens.insert(tokens.end(), x.begin(), x.end());
+  tokens.insert(tokens.end(), x.size(), 0.0f);
+  for (const float v : x) tokens.push_back(-2.5f * v);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    tokens.push_back((i / 32) % 4 == 3 ? 0.0f : x[i] * static_cast<float>(1 + (i / 32) % 3));
+  }
+  tokens.insert(tokens.end(), x.begin(), x.end());
+  expect_tokens_match_reference(r, tokens);
 }
 
 // Activations that quantize to ±127 in every column (the largest products), alternating
@@ -157,15 +186,18 @@ TEST(Q8K16Edge, Q6KLargestProductsDoNotOverflow) {
   std::vector<float> x(14336, -1.0f);
   expect_matches_reference(r, x);
   // Independently of the decoder: every weight is d · (-128) · (-32), every activation -1.
+  // 5 equal tokens: the 4-token kernel and the 1-token one.
+  std::vector<float> tokens;
+  for (int t = 0; t < 5; ++t) tokens.insert(tokens.end(), x.begin(), x.end());
   Q8Activations q;
-  q.quantize(x.data(), 1, 14336, Q8Blocks::Q8_K);  // scale 1/127 exactly as a float: x̂ = -1
+  q.quantize(tokens.data(), 5, 14336, Q8Blocks::Q8_K);  // scale 1/127 exactly as a float: x̂ = -1
   const MatrixView view{GgmlType::Q6_K, r.bytes.data(), 1, 14336, r.bytes.size()};
   double expected = 0;
   for (std::int64_t b = 0; b < 14336 / kQkK; ++b) expected += 4096.0 * (0.5 + 0.125 * (b % 7)) * kQkK;
   for_each_simd_target([&] {
-    float y = 0;
-    find_q8_matmul_k16(GgmlType::Q6_K)(view, q, &y, 0, 1);
-    EXPECT_NEAR(y, -expected, 1e-5 * expected);
+    float y[5] = {};
+    find_q8_matmul_k16(GgmlType::Q6_K)(view, q, y, 0, 1);
+    for (const float v : y) EXPECT_NEAR(v, -expected, 1e-5 * expected);
   });
 }
 

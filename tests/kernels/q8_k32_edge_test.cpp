@@ -166,6 +166,98 @@ TEST_P(Q8K32Edge, HandWorkedBlock) {
   });
 }
 
+// Prompts: tokens go through the kernel 4 at a time (each weight block decoded once for
+// the 4) and the leftovers one by one. Every token of every row must match its own
+// reference, so a mixed-up token, scale or min term shows.
+void expect_tokens_match_reference(GgmlType type, const std::vector<std::uint8_t>& rows, std::int64_t n_rows,
+                                   const std::vector<std::vector<float>>& tokens, Q8Blocks blocks) {
+  const auto cols = static_cast<std::int64_t>(tokens[0].size());
+  const auto n_tokens = static_cast<std::int64_t>(tokens.size());
+  std::vector<float> x;
+  for (const auto& t : tokens) x.insert(x.end(), t.begin(), t.end());
+  Q8Activations q;
+  q.quantize(x.data(), n_tokens, cols, blocks);
+  const std::size_t row_bytes = rows.size() / static_cast<std::size_t>(n_rows);
+  std::vector<double> ref(static_cast<std::size_t>(n_tokens * n_rows)), magnitude(ref.size());
+  std::vector<float> w(static_cast<std::size_t>(cols)), xq(w.size());
+  for (std::int64_t r = 0; r < n_rows; ++r) {
+    dequantize_row(type, rows.data() + r * row_bytes, w.data(), cols);
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+      q.dequantize(t, xq.data());
+      const auto at = static_cast<std::size_t>(t * n_rows + r);
+      for (std::size_t c = 0; c < w.size(); ++c) {
+        ref[at] += static_cast<double>(w[c]) * xq[c];
+        magnitude[at] += std::fabs(static_cast<double>(w[c]) * xq[c]);
+      }
+    }
+  }
+  const MatrixView view{type, rows.data(), n_rows, cols, row_bytes};
+  for_each_simd_target([&] {
+    std::vector<float> y(ref.size(), NAN);
+    find_q8_matmul_k32(type)(view, q, y.data(), 0, n_rows);
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      EXPECT_NEAR(y[i], ref[i], 1e-5 * magnitude[i] + 1e-30)
+          << ggml_type_name(type) << " token " << i / n_rows << " row " << i % n_rows;
+    }
+  });
+}
+
+TEST_P(Q8K32Edge, FourTokensAtOnceAndLeftovers) {
+  const GgmlType type = GetParam();
+  std::mt19937 rng(17);
+  const std::int64_t cols = 5 * kSuper, n_rows = 3;
+  // Row 0: every code, scale and min at its largest; rows 1-2: random bytes.
+  std::vector<std::uint8_t> rows;
+  for (std::int64_t r = 0; r < n_rows; ++r) {
+    const auto row = make_row(type, cols, [&](std::size_t, std::uint8_t* b) {
+      if (r == 0) {
+        std::memset(b, 0xff, block_bytes(type));
+      } else {
+        for (std::size_t k = 0; k < block_bytes(type); ++k) b[k] = static_cast<std::uint8_t>(rng());
+      }
+      put_f16(b, r == 0 ? 60000.0f : 0.02f);
+      put_f16(b + 2, r == 0 ? 30000.0f : 0.005f);
+    });
+    rows.insert(rows.end(), row.begin(), row.end());
+  }
+  // Tokens 0-3 go through the 4-token kernel, 4-6 one by one: random, all zeros (must
+  // stay exactly 0 next to the others), one constant (every code ±127), alternating signs,
+  // one spike that rounds the rest of its block to 0, random again.
+  const auto n = static_cast<std::size_t>(cols);
+  std::vector<float> zeros(n, 0.0f), constant(n, -3.0f), alternating(n), spike = random_activations(cols, rng);
+  for (std::size_t i = 0; i < n; ++i) alternating[i] = i % 2 ? -2.0f : 2.0f;
+  spike[300] = 1e4f;
+  const std::vector<std::vector<float>> tokens = {random_activations(cols, rng), zeros, constant, alternating,
+                                                  spike, random_activations(cols, rng), zeros};
+  expect_tokens_match_reference(type, rows, n_rows, tokens, Q8Blocks::Q8_K);
+  // The same tokens in another order: the all-zero token in the last slot of a group of 4.
+  expect_tokens_match_reference(type, rows, n_rows, {spike, constant, alternating, zeros, tokens[0]}, Q8Blocks::Q8_K);
+  // Q8_0 activations (a scale per 32 columns rather than per 256): the 4-token kernel
+  // splits d·sc·dx only where dx is the same over a super-block, so these take its other path.
+  expect_tokens_match_reference(type, rows, n_rows, tokens, Q8Blocks::Q8_0);
+}
+
+TEST_P(Q8K32Edge, FourTokensOverLongRows) {
+  // 14336 columns: more than one chunk of factors (16 super-blocks) and a partial one, for
+  // 8 tokens (two groups of 4).
+  const GgmlType type = GetParam();
+  std::mt19937 rng(23);
+  const std::int64_t cols = 14336;
+  const auto row = make_row(type, cols, [&](std::size_t, std::uint8_t* b) {
+    for (std::size_t k = 0; k < block_bytes(type); ++k) b[k] = static_cast<std::uint8_t>(rng());
+    put_f16(b, 0.01f);
+    put_f16(b + 2, 0.003f);
+  });
+  std::vector<std::vector<float>> tokens;
+  for (int t = 0; t < 8; ++t) tokens.push_back(random_activations(cols, rng));
+  expect_tokens_match_reference(type, row, 1, tokens, Q8Blocks::Q8_K);
+  // Q8_0 activations whose scales are all equal over the first chunk of 16 super-blocks
+  // (values ±2) and vary after it: the kernel changes path in the middle of the row.
+  for (std::size_t t = 0; t < tokens.size(); ++t)
+    for (std::size_t i = 0; i < 16 * kSuper; ++i) tokens[t][i] = (i * 7 + t) % 3 ? 2.0f : -2.0f;
+  expect_tokens_match_reference(type, row, 1, tokens, Q8Blocks::Q8_0);
+}
+
 TEST(Q8K32, OtherTypesHaveNoKernelHere) {
   EXPECT_EQ(find_q8_matmul_k32(GgmlType::Q6_K), nullptr);
   EXPECT_EQ(find_q8_matmul_k32(GgmlType::Q4_0), nullptr);

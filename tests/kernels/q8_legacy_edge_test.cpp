@@ -2,7 +2,8 @@
 // Q5_1), on every SIMD target: blocks built byte by byte with extreme codes (every nibble
 // 0 or 15, every 5th bit set or clear, int8 -128 as llama.cpp's Q8_0 files may hold),
 // subnormal and huge f16 scales, one-hot activations that pin down each element's
-// position in the block, a single-block row, 14336-column rows and unaligned rows.
+// position in the block, a single-block row, 14336-column rows and unaligned rows, and
+// groups of 4 tokens (the prompt kernel) next to leftover single tokens.
 // Expected values come from hand arithmetic or from the layout as ggml documents it
 // (decoded here independently of quant/dequantize.cpp), and from dequantize_row.
 #include <gtest/gtest.h>
@@ -151,8 +152,7 @@ class Q8LegacyEdge : public testing::TestWithParam<GgmlType> {};
 
 // Every extreme code pattern of one block against activations at ±127, one block per
 // pattern in one long row (so the patterns also meet in both accumulators).
-TEST_P(Q8LegacyEdge, ExtremeCodesMatchDequantizedReference) {
-  const GgmlType type = GetParam();
+std::vector<std::uint8_t> extreme_code_row(GgmlType type) {
   std::vector<std::vector<std::uint8_t>> code_patterns = {{0x00}, {0xff}, {0x0f}, {0xf0}, {0x80}, {0x7f}, {0x80, 0x7f},
                                                           {0x01, 0xfe}, {0x88}, {0x77}};
   const std::uint32_t qh_patterns[] = {0u, 0xffffffffu, 0x0000ffffu, 0xffff0000u, 0xaaaaaaaau, 0x55555555u, 1u, 0x80000000u};
@@ -166,6 +166,12 @@ TEST_P(Q8LegacyEdge, ExtremeCodesMatchDequantizedReference) {
       }
     }
   }
+  return row;
+}
+
+TEST_P(Q8LegacyEdge, ExtremeCodesMatchDequantizedReference) {
+  const GgmlType type = GetParam();
+  const std::vector<std::uint8_t> row = extreme_code_row(type);
   const std::int64_t cols = static_cast<std::int64_t>(row.size() / block_bytes(type)) * kQk;
   const MatrixView w = view_of(type, row.data(), 1, cols);
   std::vector<float> all_max(static_cast<std::size_t>(cols), 5.0f), alternating(static_cast<std::size_t>(cols)),
@@ -175,6 +181,63 @@ TEST_P(Q8LegacyEdge, ExtremeCodesMatchDequantizedReference) {
     SCOPED_TRACE(ggml_type_name(type) + " activation pattern " + std::to_string(x == &all_max ? 0 : x == &alternating ? 1 : 2));
     expect_matches_reference(w, quantized(*x, 1));
   }
+}
+
+// Prompts go through the 4-token kernel: 9 different tokens (two groups of 4 and one
+// left over), among them an all-zero token and ±max ones, against the extreme-code row
+// repeated over 3 rows. Each result must match the dequantized reference and, to float
+// rounding, the same token multiplied alone (the 1-token kernel).
+TEST_P(Q8LegacyEdge, FourTokenGroupsMatchReferenceAndSingleTokens) {
+  const GgmlType type = GetParam();
+  const std::vector<std::uint8_t> one_row = extreme_code_row(type);
+  std::vector<std::uint8_t> rows;
+  for (int r = 0; r < 3; ++r) rows.insert(rows.end(), one_row.begin(), one_row.end());
+  // Rows differ: the second reversed block by block, the third shifted by one block.
+  const std::size_t bb = block_bytes(type), n_blocks = one_row.size() / bb;
+  for (std::size_t b = 0; b < n_blocks; ++b) {
+    std::memcpy(rows.data() + one_row.size() + b * bb, one_row.data() + (n_blocks - 1 - b) * bb, bb);
+    std::memcpy(rows.data() + 2 * one_row.size() + b * bb, one_row.data() + (b + 1) % n_blocks * bb, bb);
+  }
+  const std::int64_t cols = static_cast<std::int64_t>(n_blocks) * kQk;
+  const MatrixView w = view_of(type, rows.data(), 3, cols);
+
+  constexpr std::int64_t kTokens = 9;
+  std::mt19937 rng(static_cast<unsigned>(type) + 41);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(kTokens * cols));
+  for (std::int64_t t = 0; t < kTokens; ++t) {
+    for (std::int64_t c = 0; c < cols; ++c) {
+      float& v = x[static_cast<std::size_t>(t * cols + c)];
+      switch (t) {
+        case 1: case 6: v = 0.0f; break;           // all zeros, inside each group of 4
+        case 2: v = 7.0f; break;                   // +127 everywhere
+        case 3: v = c % 2 ? -3.0f : 3.0f; break;   // ±127 alternating
+        case 4: v = -1e-3f; break;                 // -127 everywhere
+        default: v = (c % 29 == 3 ? 40.0f : 1.0f) * normal(rng);
+      }
+    }
+  }
+  const Q8Activations q = quantized(x, kTokens);
+  expect_matches_reference(w, q);
+  // Rounding bound of both kernels: the terms cancel, so relative to Σ |w|·|x|.
+  const Reference ref = reference(w, q);
+
+  for_each_simd_target([&] {
+    const std::vector<float> together = run_kernel(w, q);
+    for (std::int64_t t = 0; t < kTokens; ++t) {
+      const Q8Activations alone =
+          quantized(std::vector<float>(x.begin() + t * cols, x.begin() + (t + 1) * cols), 1);
+      const std::vector<float> y = run_kernel(w, alone);
+      for (std::int64_t r = 0; r < w.rows; ++r) {
+        const std::size_t i = static_cast<std::size_t>(t * w.rows + r);
+        if (t == 1 || t == 6) {
+          EXPECT_EQ(together[i], 0.0f) << "zero token " << t << " row " << r;
+        }
+        EXPECT_NEAR(together[i], y[static_cast<std::size_t>(r)], 1e-5 * ref.magnitude[i] + 1e-30)
+            << "token " << t << " row " << r;
+      }
+    }
+  });
 }
 
 // A one-hot activation reads exactly one element: element e of the block as ggml lays it
