@@ -22,13 +22,15 @@ float search_symmetric_scale(const float* x, const float* w, int n, int qmin, in
 AffineFit rtn_affine(const float* x, int n, int qmax, bool offset_nonpositive);
 AffineFit search_affine(const float* x, const float* w, int n, int qmax, bool offset_nonpositive);
 
-// Nearest integer to v (ties to even, as nearbyint), clamped to [qmin, qmax]; NaN gives
-// qmin. Clamping first keeps |v| small, so adding and removing 1.5·2^23 rounds it: no
-// libm call in the searches' inner loops, which run ~50 times per weight.
+// Adding and removing 1.5·2^23 rounds a float of magnitude below 2^22 to the nearest
+// integer, ties to even (as nearbyint), without a libm call.
+inline constexpr float kRoundingBias = 12582912.0f;
+
+// Nearest integer to v clamped to [qmin, qmax] (clamping first keeps |v| small); NaN
+// gives qmin.
 inline int round_code(float v, int qmin, int qmax) {
   if (!(v >= static_cast<float>(qmin))) return qmin;
   if (v > static_cast<float>(qmax)) return qmax;
-  constexpr float kRoundingBias = 12582912.0f;  // 1.5 · 2^23
   return static_cast<int>((v + kRoundingBias) - kRoundingBias);
 }
 
@@ -38,11 +40,11 @@ inline int nearest_code(float x, float scale, float offset, int qmin, int qmax) 
   return round_code((x - offset) / scale, qmin, qmax);
 }
 
-// The nearest code as a float, branch-free so the search loops vectorize (see
-// PIQUANT_SIMD_REDUCTION): clamp, then round to nearest even. NaN stays NaN.
+// The nearest code as a float, from the scale's reciprocal (a multiply, not a divide) and
+// branch-free, so the search loops, which run ~50 times per weight, vectorize (see
+// PIQUANT_SIMD_REDUCTION). NaN stays NaN.
 inline float nearest_code_float(float x, float inv_scale, float offset, float qmin, float qmax) {
   const float v = std::min(std::max((x - offset) * inv_scale, qmin), qmax);
-  constexpr float kRoundingBias = 12582912.0f;  // 1.5 · 2^23
   return (v + kRoundingBias) - kRoundingBias;
 }
 
@@ -50,10 +52,5 @@ inline float nearest_code_float(float x, float inv_scale, float offset, float qm
 // without -ffast-math anywhere else.
 #define PIQUANT_PRAGMA(text) _Pragma(#text)
 #define PIQUANT_SIMD_REDUCTION(...) PIQUANT_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
-
-// The same with the scale's reciprocal: a multiply instead of a divide in the searches.
-inline int nearest_code_inv(float x, float inv_scale, float offset, int qmin, int qmax) {
-  return round_code((x - offset) * inv_scale, qmin, qmax);
-}
 
 }  // namespace piquant
