@@ -20,7 +20,8 @@
 // auto|on|off (default auto, which turns it on for CPU). Both defaults round
 // attention through f16 and move logits by ~5e-3 on stories260K; for comparing
 // with an f32 reference use --kv-type F32 --flash-attention off (with flash
-// attention on, the KV type makes no difference).
+// attention on, the KV type makes no difference). --batch N caps how many tokens go
+// into one llama_decode call (default: the whole context).
 // The package is looked up in $PIQUANT_INTEROP_DIR (the install folder), else next
 // to this script.
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
@@ -29,7 +30,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const usage = `usage: llama_cpp.mjs COMMAND ARGS [--threads N] [--context N] [--verbose]
-       [--kv-type F32|F16] [--flash-attention auto|on|off]   (generate, logits)
+       [--kv-type F32|F16] [--flash-attention auto|on|off] [--batch N]   (generate, logits)
   metadata FILE.gguf
   tokenize FILE.gguf TEXT_FILE [--special] [--list]
       TEXT_FILE is UTF-8 text, or with --list a JSON array of strings.
@@ -51,7 +52,7 @@ class UsageError extends Error {}
 function parseArgs(argv) {
   const positional = [];
   const flags = {
-    threads: 1, context: 0, kvType: null, flashAttention: "auto",
+    threads: 1, context: 0, batch: 0, kvType: null, flashAttention: "auto",
     verbose: false, special: false, list: false, probabilities: false, first: 0,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -63,6 +64,7 @@ function parseArgs(argv) {
     };
     if (arg === "--threads") flags.threads = Math.max(1, takeNumber("--threads"));
     else if (arg === "--context") flags.context = takeNumber("--context");
+    else if (arg === "--batch") flags.batch = Math.max(1, takeNumber("--batch"));
     else if (arg === "--kv-type") flags.kvType = String(argv[++i] ?? "").toUpperCase();
     else if (arg === "--flash-attention") {
       const value = argv[++i];
@@ -241,7 +243,7 @@ async function commandTokenize(nlc, [file, textFile], flags, log) {
 async function openSequence(model, needed, flags) {
   const contextSize = flags.context > 0 ? flags.context : Math.max(256, Math.ceil(needed / 256) * 256);
   const options = {
-    contextSize, batchSize: contextSize, sequences: 1, threads: flags.threads, flashAttention: flags.flashAttention,
+    contextSize, batchSize: flags.batch > 0 ? Math.min(flags.batch, contextSize) : contextSize, sequences: 1, threads: flags.threads, flashAttention: flags.flashAttention,
   };
   if (flags.kvType) {
     options.experimentalKvCacheKeyType = flags.kvType;
