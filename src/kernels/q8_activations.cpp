@@ -81,6 +81,7 @@ void Q8Activations::prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks b
   blocks_ = blocks;
   const auto n = static_cast<std::size_t>(n_tokens * cols);
   values_.resize(n);
+  values8_.resize(n);
   scales_.resize(n / kQ8ActivationBlock);
   sums16_.resize(n / 16);
   block_sums_.resize(n / kQ8ActivationBlock);
@@ -95,6 +96,8 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
     float q8_1_sum = 0.0f;
     const float scale = blocks_ == Q8Blocks::Q8_K ? quantize_q8_k(xb, q) : quantize_q8_0(xb, q, &q8_1_sum);
     std::fill_n(scales_.data() + b * per_block, per_block, scale);
+    std::int8_t* q8 = values8_.data() + b * block;
+    for (std::int64_t i = 0; i < block; ++i) q8[i] = static_cast<std::int8_t>(q[i]);
     for (std::int64_t g = 0; g < block / 16; ++g) {
       std::int32_t sum = 0;
       for (int i = 0; i < 16; ++i) sum += q[16 * g + i];
@@ -111,8 +114,8 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
 
 Q8Row Q8Activations::token(std::int64_t t) const {
   const auto base = static_cast<std::size_t>(t * cols_);
-  return {values_.data() + base, scales_.data() + base / kQ8ActivationBlock, sums16_.data() + base / 16,
-          block_sums_.data() + base / kQ8ActivationBlock};
+  return {values_.data() + base, values8_.data() + base, scales_.data() + base / kQ8ActivationBlock,
+          sums16_.data() + base / 16, block_sums_.data() + base / kQ8ActivationBlock, blocks_ == Q8Blocks::Q8_K};
 }
 
 void Q8Activations::dequantize(std::int64_t t, float* out) const {

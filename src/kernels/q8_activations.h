@@ -9,7 +9,8 @@
 // - Q8_K blocks (for the K-quants): per 256 columns, with m the value of largest
 //   magnitude (first one on ties), q = min(127, round(x · -127 / m)), scale = 1 / (-127 / m).
 // The values are stored widened to int16 so the kernels load them ready for 16-bit
-// multiply-adds, once per token rather than once per weight row. The scale is given per
+// multiply-adds, once per token rather than once per weight row, and as bytes for the
+// kernels that multiply bytes (x86's unsigned × signed byte multiply-add). The scale is given per
 // 32 columns in both schemes (a Q8_K scale repeats 8 times), and each group of 16 values
 // carries its sum, which folds the offsets and mins of the weight blocks
 // (Σ (w_q - 8)·q = Σ w_q·q - 8·Σ q) into one multiply.
@@ -30,9 +31,11 @@ Q8Blocks q8_blocks_for(GgmlType weight_type);
 // One token's quantized activations; cols / 32 blocks.
 struct Q8Row {
   const std::int16_t* values;  // cols values, each in [-128, 127]
+  const std::int8_t* values8;  // the same values as bytes (kernels built on byte multiply-adds)
   const float* scales;         // cols / 32: block b holds values [32b, 32b + 32)
   const std::int32_t* sums16;  // cols / 16: sum of values [16g, 16g + 16)
   const float* block_sums;     // cols / 32: Σ x̂ of block b for a min term (scale · Σq; Q8_1: rounded to f16)
+  bool scale_per_256;          // Q8_K: the scale is the same for each 256 columns (8 blocks)
 };
 
 class Q8Activations {
@@ -60,6 +63,7 @@ class Q8Activations {
   std::int64_t n_tokens_ = 0, cols_ = 0;
   Q8Blocks blocks_ = Q8Blocks::Q8_0;
   std::vector<std::int16_t> values_;
+  std::vector<std::int8_t> values8_;
   std::vector<float> scales_;
   std::vector<std::int32_t> sums16_;
   std::vector<float> block_sums_;
