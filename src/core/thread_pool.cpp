@@ -25,35 +25,57 @@ unsigned ThreadPool::physical_cores() {
   return cores.empty() ? logical : std::min<unsigned>(logical, static_cast<unsigned>(cores.size()));
 }
 
+namespace {
+
+// How long a thread polls before it sleeps on the futex. Short: on a loaded or
+// oversubscribed machine a polling thread takes the core from the ones doing the work
+// (measured with the ThreadPool tests at load 11 on 2 cores: 33 ms without polling,
+// 86 ms with 256 polls, 660 ms with 2048), and a futex wake costs only microseconds.
+constexpr int kSpinIterations = 128;
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Returns the value of `a` once it differs from `old`: polling first, then sleeping.
+template <class T>
+T wait_for_change(const std::atomic<T>& a, T old) {
+  for (int i = 0; i < kSpinIterations; ++i) {
+    const T now = a.load(std::memory_order_acquire);
+    if (now != old) return now;
+    cpu_relax();
+  }
+  for (;;) {
+    a.wait(old, std::memory_order_acquire);
+    const T now = a.load(std::memory_order_acquire);
+    if (now != old) return now;
+  }
+}
+
+}  // namespace
+
 ThreadPool::ThreadPool(unsigned n_threads) : n_threads_(n_threads ? n_threads : physical_cores()) {
   for (unsigned i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  start_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
 void ThreadPool::worker(unsigned index) {
   std::uint64_t seen = 0;
   for (;;) {
-    const std::function<void(unsigned, unsigned)>* job = nullptr;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-    }
-    (*job)(index, n_threads_);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    seen = wait_for_change(generation_, seen);
+    if (stop_.load(std::memory_order_relaxed)) return;
+    (*job_.load(std::memory_order_relaxed))(index, n_threads_);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 
@@ -62,17 +84,16 @@ void ThreadPool::run(const std::function<void(unsigned, unsigned)>& fn) {
     fn(0, 1);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    pending_ = n_threads_ - 1;
-    ++generation_;
-  }
-  start_.notify_all();
+  job_.store(&fn, std::memory_order_relaxed);
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and pending_
+  generation_.notify_all();
   fn(0, n_threads_);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
-  job_ = nullptr;
+  for (unsigned left = pending_.load(std::memory_order_acquire); left != 0;
+       left = pending_.load(std::memory_order_acquire)) {
+    wait_for_change(pending_, left);
+  }
+  job_.store(nullptr, std::memory_order_relaxed);
 }
 
 void ThreadPool::parallel_for(std::int64_t n, std::int64_t grain,

@@ -1,11 +1,12 @@
 #pragma once
 // A fixed set of worker threads for data-parallel loops. The caller's thread takes
-// part as worker 0, so ThreadPool(1) runs everything inline. No allocation and no
-// task queue per call: a hot loop (one call per matmul per token) stays cheap.
-#include <condition_variable>
+// part as worker 0, so ThreadPool(1) runs everything inline. No allocation, no lock and
+// no task queue per call: a hot loop (one call per matmul per token) stays cheap.
+// Between jobs the workers poll a few times, then sleep on the job counter (a futex
+// through std::atomic::wait), so an idle pool costs nothing.
+#include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -34,13 +35,10 @@ class ThreadPool {
 
   unsigned n_threads_;
   std::vector<std::thread> threads_;
-  std::mutex mutex_;
-  std::condition_variable start_;
-  std::condition_variable done_;
-  const std::function<void(unsigned, unsigned)>* job_ = nullptr;
-  std::uint64_t generation_ = 0;
-  unsigned pending_ = 0;
-  bool stop_ = false;
+  std::atomic<const std::function<void(unsigned, unsigned)>*> job_{nullptr};
+  std::atomic<std::uint64_t> generation_{0};  // one more per job (and at shutdown)
+  std::atomic<unsigned> pending_{0};          // workers still running the current job
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace piquant
