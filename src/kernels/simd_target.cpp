@@ -40,6 +40,11 @@ std::string lower(std::string s) {
 // Compiled-in targets the CPU itself supports, best (lowest bit) first, ignoring any
 // restriction in force.
 std::vector<std::int64_t> cpu_targets() {
+#if HWY_TARGETS == HWY_STATIC_TARGET
+  // One target compiled (ARM builds, see simd_config.h), called directly whatever
+  // Highway's run-time detection says.
+  return {HWY_STATIC_TARGET};
+#endif
   const std::int64_t active = HWY_DYNAMIC_DISPATCH(ActiveTarget)();
   hwy::SetSupportedTargetsForTest(0);
   const std::int64_t supported = hwy::SupportedTargets() & HWY_TARGETS;
