@@ -107,7 +107,7 @@ struct GgufTensorInfo {
   std::int64_t n_rows() const;  // product of shape[1..]
 };
 
-// A GGUF file mapped read-only. The constructor validates the whole header before
+// A GGUF file mapped read-only (or read into memory). The constructor validates the whole header before
 // anything is used: magic, version (2 or 3), counts against the file size, string
 // lengths, value types, array lengths, n_dims (1..4), every dimension > 0, element
 // count and byte size overflow, known tensor type, shape a whole number of blocks,
@@ -115,7 +115,8 @@ struct GgufTensorInfo {
 // throws FormatError(path, field, problem), where field names the key or tensor.
 class GgufFile {
  public:
-  explicit GgufFile(const std::string& path);
+  // how: map the file (default) or read it whole into memory first (see MappedFile).
+  explicit GgufFile(const std::string& path, FileLoad how = FileLoad::Map);
 
   const std::string& path() const { return file_.path(); }
   std::uint32_t version() const { return version_; }

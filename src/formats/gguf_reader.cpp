@@ -230,7 +230,7 @@ std::int64_t GgufTensorInfo::n_rows() const {
   return std::accumulate(shape.begin() + 1, shape.end(), std::int64_t{1}, std::multiplies<>());
 }
 
-GgufFile::GgufFile(const std::string& path) : file_(path) {
+GgufFile::GgufFile(const std::string& path, FileLoad how) : file_(path, how) {
   const std::string& file_path = file_.path();
   Cursor c(file_);
 

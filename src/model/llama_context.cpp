@@ -63,6 +63,38 @@ LlamaContext::~LlamaContext() = default;
 
 std::uint64_t LlamaContext::kv_cache_bytes() const { return buffers_->k_cache.size() + buffers_->v_cache.size(); }
 
+namespace {
+std::uint64_t saturating_product(std::initializer_list<std::uint64_t> factors) {
+  std::uint64_t out = 1;
+  for (const std::uint64_t f : factors) {
+    if (__builtin_mul_overflow(out, f, &out)) return UINT64_MAX;
+  }
+  return out;
+}
+std::uint64_t count(std::int64_t n) { return n > 0 ? static_cast<std::uint64_t>(n) : 0; }
+}  // namespace
+
+// Mirrors the constructor's sizes: K and V, n_ctx rows of kv_dim per layer.
+std::uint64_t LlamaContext::kv_cache_bytes(const LlamaParams& p, const ContextOptions& options) {
+  const std::uint64_t row = ggml_nbytes(options.kv_type, count(p.n_head_kv * p.head_dim));
+  return saturating_product({2, row, count(options.n_ctx), count(p.n_layer)});
+}
+
+// Mirrors the constructor's float buffers, plus the last token's logits.
+std::uint64_t LlamaContext::scratch_bytes(const LlamaParams& p, const ContextOptions& options) {
+  const std::uint64_t nb = count(std::min(options.n_batch, options.n_ctx));
+  const std::uint64_t max_ff = p.n_ff.empty() ? 0 : count(*std::max_element(p.n_ff.begin(), p.n_ff.end()));
+  const std::uint64_t per_token = count(3 * p.n_embd + 2 * p.n_head * p.head_dim + 2 * p.n_head_kv * p.head_dim) + 2 * max_ff;
+  const std::uint64_t threads = options.n_threads > 0 ? options.n_threads : ThreadPool::physical_cores();
+  const std::uint64_t floats[] = {saturating_product({nb, per_token}), saturating_product({count(options.n_ctx), threads}),
+                                  count(p.n_vocab)};
+  std::uint64_t total = 0;
+  for (const std::uint64_t n : floats) {
+    if (__builtin_add_overflow(total, n, &total)) return UINT64_MAX;
+  }
+  return saturating_product({total, sizeof(float)});
+}
+
 void LlamaContext::truncate(std::int64_t n_keep) {
   if (n_keep < 0 || n_keep > n_past_) throw Error("truncate: " + std::to_string(n_keep) + " is outside the cache");
   n_past_ = n_keep;

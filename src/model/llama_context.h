@@ -54,6 +54,10 @@ class LlamaContext {
   const LlamaModel& model() const { return model_; }
   ThreadPool& pool() { return pool_; }
   std::uint64_t kv_cache_bytes() const;
+  // What a context would allocate, computed without allocating (for the memory check);
+  // saturates at UINT64_MAX instead of overflowing for absurd lengths.
+  static std::uint64_t kv_cache_bytes(const LlamaParams& params, const ContextOptions& options);
+  static std::uint64_t scratch_bytes(const LlamaParams& params, const ContextOptions& options);
 
   // nullptr (the default) observes nothing. The observer must outlive its use here.
   void set_matmul_observer(MatmulObserver* observer) { observer_ = observer; }

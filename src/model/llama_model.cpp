@@ -1,9 +1,12 @@
 #include "model/llama_model.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/logger.h"
 #include "formats/gguf.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
@@ -32,16 +35,38 @@ void check_matrix(const MatrixView& m, std::int64_t rows, std::int64_t cols, con
   }
 }
 
-// A model read from a GGUF file: weights are views into the mapped file.
+// The GGUF file, mapped or read whole into memory, with how long a read took.
+GgufFile open_gguf(const std::string& path, const ModelLoadOptions& options) {
+  if (options.use_mmap) return GgufFile(path, FileLoad::Map);
+  const auto start = std::chrono::steady_clock::now();
+  GgufFile file(path, FileLoad::ReadIntoMemory);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  log::debug("read ", path, ": ", static_cast<double>(file.file().size()) / 1e6, " MB in ", seconds, " s (",
+             static_cast<double>(file.file().size()) / 1e6 / std::max(seconds, 1e-9), " MB/s)");
+  return file;
+}
+
+// A model read from a GGUF file: weights are views into the mapped file (or its
+// read-in copy, with use_mmap = false).
 class GgufLlamaModel : public LlamaModel {
  public:
-  GgufLlamaModel(const std::string& path, const ModelLoadOptions& options) : file_(path) {
+  GgufLlamaModel(const std::string& path, const ModelLoadOptions& options) : file_(open_gguf(path, options)) {
     path_ = path;
     params_ = read_model_params(file_);
     Vocab vocab = load_vocab_gguf(file_);
     tokenizer_ = Tokenizer::create(std::move(vocab));
     rope_pairing_ = RopePairing::Interleaved;
-    if (options.prefetch) file_.file().advise_willneed(0, file_.file().size());
+    // Read-ahead on the map. By default none is asked for: loading stays instant, each
+    // weight page comes in when the first forward pass touches it (with the kernel's
+    // normal read-around), and pages stay shared in the page cache for the next run.
+    // MADV_SEQUENTIAL would mark the pages use-once, so they would be reclaimed first
+    // although every token reads them again; MADV_RANDOM would turn off read-ahead and
+    // fault one 4 KiB page at a time, which on an SD card is slowest of all. The header
+    // was just parsed, so prefetch asks for the data section only.
+    if (options.prefetch && options.use_mmap) {
+      const MappedFile& map = file_.file();
+      map.advise_willneed(file_.data_offset(), map.size() - std::min<std::uint64_t>(file_.data_offset(), map.size()));
+    }
 
     bind_weights(
         path, [this](WeightId id) { return matrix(gguf_tensor_name(id)); },
@@ -86,11 +111,20 @@ class GgufLlamaModel : public LlamaModel {
   GgufFile file_;
 };
 
+// Safetensors are only ever mapped: reading a checkpoint into memory is left to GGUF.
+SafetensorsCheckpoint mapped_checkpoint(const std::string& dir, const ModelLoadOptions& options) {
+  if (!options.use_mmap) {
+    throw Error(dir + ": reading a model into memory instead of mapping it (--no-mmap) needs a GGUF file, "
+                      "not a Hugging Face folder; convert it first (piquant convert) or leave --no-mmap out");
+  }
+  return SafetensorsCheckpoint(dir);
+}
+
 // A model read straight from a Hugging Face folder: weights are views into the mapped
 // safetensors. Q and K keep HF's row order; RoPE pairs elements the HF way instead.
 class HfLlamaModel : public LlamaModel {
  public:
-  HfLlamaModel(const std::string& dir, const ModelLoadOptions& options) : weights_(dir) {
+  HfLlamaModel(const std::string& dir, const ModelLoadOptions& options) : weights_(mapped_checkpoint(dir, options)) {
     namespace fs = std::filesystem;
     path_ = dir;
     params_ = load_hf_config((fs::path(dir) / "config.json").string());

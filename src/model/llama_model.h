@@ -26,6 +26,9 @@ struct LayerWeights {
 
 struct ModelLoadOptions {
   bool prefetch = false;  // read the whole file in now (MADV_WILLNEED) instead of on first touch
+  // false: read the weights into anonymous memory with large sequential reads instead of
+  // mapping the file (an SD card serves big reads much faster than mmap's page faults).
+  bool use_mmap = true;
 };
 
 class LlamaModel {
