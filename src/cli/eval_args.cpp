@@ -21,6 +21,7 @@ void add_eval_options(CLI::App& cmd, EvalArgs& args) {
       ->check(CLI::IsMember({"f16", "f32"}, CLI::ignore_case))
       ->capture_default_str();
   cmd.add_flag("--json", args.json, "Print the result as JSON");
+  add_model_load_options(cmd, args.load);
 }
 
 std::string read_eval_text(const std::string& path) {
@@ -30,6 +31,14 @@ std::string read_eval_text(const std::string& path) {
 }
 
 std::unique_ptr<LlamaContext> make_eval_context(const LlamaModel& model, const EvalArgs& args) {
+  return std::make_unique<LlamaContext>(model, eval_context_options(args));
+}
+
+std::unique_ptr<LlamaModel> load_eval_model(const std::string& path, const EvalArgs& args) {
+  return load_model(path, args.load, [&args](const LlamaParams&) { return eval_context_options(args); });
+}
+
+ContextOptions eval_context_options(const EvalArgs& args) {
   ContextOptions options;
   options.n_ctx = args.n_ctx;
   options.n_batch = args.n_ctx;
@@ -37,7 +46,7 @@ std::unique_ptr<LlamaContext> make_eval_context(const LlamaModel& model, const E
   const auto kv_type = ggml_type_from_name(args.kv_type);
   if (!kv_type) throw Error("--kv-type '" + args.kv_type + "': use f16 or f32");
   options.kv_type = *kv_type;
-  return std::make_unique<LlamaContext>(model, options);
+  return options;
 }
 
 void show_progress(const char* what, std::int64_t done, std::int64_t total, const char* value_name, double value) {

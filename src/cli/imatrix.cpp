@@ -34,7 +34,7 @@ void check_output_folder(const std::string& output) {
 void run_imatrix(const ImatrixArgs& args) {
   check_output_folder(args.output);
   const std::string text = read_eval_text(args.eval.text_file);
-  const auto model = LlamaModel::load(args.model);
+  const auto model = load_eval_model(args.model, args.eval);
   const auto context = make_eval_context(*model, args.eval);
   const EvalChunks chunks(tokenize_eval_text(model->tokenizer(), text), args.eval.n_ctx, args.eval.chunks,
                           eval_bos_id(model->vocab()));

@@ -48,14 +48,14 @@ void run_kld(const KldArgs& args) {
   std::unique_ptr<BaseLogitsFile> saved;
   KldBase base;
   if (!args.base.empty()) {
-    base_model = LlamaModel::load(args.base);
+    base_model = load_eval_model(args.base, args.eval);
     base_context = make_eval_context(*base_model, args.eval);
     base.context = base_context.get();
   } else {
     saved = std::make_unique<BaseLogitsFile>(args.base_logits);
     base.saved = saved.get();
   }
-  const auto model = LlamaModel::load(args.model);
+  const auto model = load_eval_model(args.model, args.eval);
   const auto context = make_eval_context(*model, args.eval);
 
   KldOptions options;

@@ -21,7 +21,7 @@ struct PerplexityArgs {
 void run_perplexity(const PerplexityArgs& args) {
   const std::string text = read_eval_text(args.eval.text_file);
   const auto load_start = std::chrono::steady_clock::now();
-  const auto model = LlamaModel::load(args.model);
+  const auto model = load_eval_model(args.model, args.eval);
   const auto context = make_eval_context(*model, args.eval);
   const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "support/model_fixtures.h"
 #include "support/test_support.h"
 
@@ -53,6 +55,28 @@ TEST_F(LoadOptionsCli, ContextTooBigForMemoryIsRefusedBeforeAllocating) {
               std::string::npos)
         << result.output;
     EXPECT_NE(result.output.find("--no-memory-check to try anyway"), std::string::npos) << result.output;
+  }
+}
+
+// The evaluation commands take the same load options: --no-mmap gives the same
+// perplexity digits, and an impossible --ctx is refused by the memory check.
+TEST_F(LoadOptionsCli, PerplexityTakesTheLoadOptions) {
+  const auto text = dir_ / "text.txt";
+  std::string story;
+  for (int i = 0; i < 20; ++i) story += "Once upon a time, there was a little girl named Lily. She loved to play. ";
+  testing::write_file(text, story);
+  const std::string base = "-q perplexity -m " + model_ + " -f " + text.string() + " --ctx 64 --json";
+  const auto mapped = testing::run_cli(base);
+  const auto read = testing::run_cli(base + " --no-mmap");
+  ASSERT_EQ(mapped.exit_code, 0) << mapped.output;
+  ASSERT_EQ(read.exit_code, 0) << read.output;
+  const auto mapped_json = nlohmann::json::parse(mapped.output);
+  const auto read_json = nlohmann::json::parse(read.output);
+  EXPECT_EQ(read_json.at("mean_nll").get<double>(), mapped_json.at("mean_nll").get<double>());
+  EXPECT_EQ(read_json.at("n_scored"), mapped_json.at("n_scored"));
+  if (std::filesystem::exists("/proc/meminfo")) {
+    const auto huge = testing::run_cli("perplexity -m " + model_ + " -f " + text.string() + " --ctx 1000000");
+    EXPECT_NE(huge.exit_code, 0);
   }
 }
 
