@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of piquant from Debian's packages.
+# Installs every build and test dependency of piquant from Debian's packages, including
+# the Raspberry Pi 4 cross build (arm64 multiarch libraries, cross compiler, qemu-user).
 # Idempotent: installs only what is missing, and says nothing when all is there.
 set -euo pipefail
 
@@ -8,23 +9,35 @@ packages=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libhwy-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm python3 python3-numpy
+  # Raspberry Pi 4 (aarch64): cross compiler, emulator for its tests, the arm64 libraries,
+  # and llvm-mca for static throughput estimates of the NEON kernels.
+  g++-aarch64-linux-gnu qemu-user llvm
+  libc6:arm64 libstdc++6:arm64 libhwy-dev:arm64 libpcre2-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
 )
 
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
 missing=()
+needs_arm64=0
 for p in "${packages[@]}"; do
   # node and npm may come from outside Debian (e.g. an image's own Node.js): accept them on PATH.
   case "$p" in
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
   esac
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+  missing+=("$p")
+  [[ "$p" == *:arm64 ]] && needs_arm64=1
 done
 
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # arm64 packages come from the same Debian mirror once dpkg knows the architecture.
+  if ((needs_arm64)) && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64
+  fi
+  # env, not export: sudo would drop an exported DEBIAN_FRONTEND.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
 # Builds piquant and runs every test: the Release build (incl. the llama.cpp interop
-# tests) and the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Usage: scripts/test.sh [--release-only]
+# tests), the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, and
+# the Raspberry Pi 4 cross build (aarch64) whose unit tests run under qemu-aarch64 on an
+# emulated Cortex-A72, so every NEON kernel is checked against its scalar reference.
+# Usage: scripts/test.sh [--release-only] [--no-aarch64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+release_only=0
+aarch64=1
+for arg in "$@"; do
+  case "$arg" in
+    --release-only) release_only=1 ;;
+    --no-aarch64) aarch64=0 ;;
+    *) echo "usage: scripts/test.sh [--release-only] [--no-aarch64]" >&2; exit 2 ;;
+  esac
+done
 
 jobs=$(nproc)
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs"
 
-if [[ "${1:-}" != "--release-only" ]]; then
-  cmake --preset asan >/dev/null
-  cmake --build --preset asan -j "$jobs"
-  ctest --preset asan -j "$jobs"
+if ((release_only)); then exit 0; fi
+
+if ((aarch64)); then
+  cmake --preset aarch64 >/dev/null
+  cmake --build --preset aarch64 -j "$jobs"
+  ctest --preset aarch64 -j "$jobs"
 fi
+
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$jobs"
+ctest --preset asan -j "$jobs"

@@ -35,14 +35,22 @@ TEST(Half, F16KnownValues) {
   EXPECT_EQ(f32_to_f16(std::ldexp(3.0f, -26)), 0x0001);  // 0.75 of the smallest subnormal rounds up
 }
 
-#if defined(__FLT16_MAX__)
+// The compiler's own IEEE half: _Float16 where C++ has it (GCC 12 on x86); on aarch64
+// GCC 12 offers only __fp16 in C++ (IEEE format there, converted by the FPU).
+#if defined(__aarch64__)
+#define PIQUANT_COMPILER_HALF __fp16
+#elif defined(__FLT16_MAX__)
+#define PIQUANT_COMPILER_HALF _Float16
+#endif
+
+#if defined(PIQUANT_COMPILER_HALF)
 TEST(Half, F16MatchesCompilerConversionOnRandomFloats) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<std::uint32_t> bits;
   for (int i = 0; i < 2000000; ++i) {
     const float f = std::bit_cast<float>(bits(rng));
     if (std::isnan(f)) continue;
-    const _Float16 ref = static_cast<_Float16>(f);
+    const PIQUANT_COMPILER_HALF ref = static_cast<PIQUANT_COMPILER_HALF>(f);
     ASSERT_EQ(f32_to_f16(f), std::bit_cast<std::uint16_t>(ref)) << f;
   }
 }

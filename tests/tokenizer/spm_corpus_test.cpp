@@ -48,7 +48,10 @@ TEST(SpmCorpus, TokenizerModelAndGgufAgreeAndRoundTrip) {
   EXPECT_EQ(from_model.decode(ids), text);
   // Well above what's required (2 MB/s) in optimized builds; a loose bound keeps a busy
   // CI box from failing it.
+  // Not timed under an emulator (the aarch64 build's tests run in qemu).
+#if !defined(PIQUANT_TESTS_EMULATED)
   if (kOptimizedBuild) EXPECT_GT(mb_per_s, 2.0);
+#endif
 }
 
 }  // namespace
