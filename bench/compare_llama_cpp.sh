@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# Speed of piquant's engine against stock llama.cpp on the same F16 GGUF, back to back.
+# Speed of piquant's engine against stock llama.cpp on the same GGUF, measured the same
+# way on both sides, back to back.
 #
 # How to run, from the project root:
 #   cmake --preset release && ninja -C build piquant
 #   ctest --test-dir build -R interop_npm_install   # node-llama-cpp into build/interop, once
 #   bash bench/compare_llama_cpp.sh [WORK_DIR]       # default WORK_DIR: build/bench
 #
-# What it does: synthesizes a random-weight Llama 3.2 1B (`piquant synth --preset
-# llama-3.2-1b`; speed does not depend on the weights' values) and converts it to
-# F16 GGUF once (kept in WORK_DIR for later runs; ~2.5 GB twice), writes a prompt,
-# then for RUNS rounds runs `piquant generate` (greedy) and llama.cpp through
-# bench/llama_cpp_bench.mjs with the same file, threads, prompt and generation
-# length, and prints prompt and decode tokens/s of both (best of the rounds) and
-# piquant / llama.cpp ratios. Both engines use an F16 KV cache (llama.cpp: its
-# defaults, flash attention on for CPU).
+# What it does: unless MODEL is set, synthesizes a random-weight Llama 3.2 1B (`piquant
+# synth --preset llama-3.2-1b`; speed does not depend on the weights' values) and
+# converts it to F16 GGUF once (kept in WORK_DIR for later runs; ~2.5 GB twice). Then
+# runs `piquant bench -o json` and bench/llama_cpp_bench.mjs (llama.cpp through
+# node-llama-cpp) on the same file with the same threads, prompt lengths, decode length,
+# repetitions and pseudo-random input token ids, and prints one table: decode tokens/s,
+# prompt tokens/s and time to first token per prompt length (one batch), warm load time
+# and peak RSS of both, as mean ± sample standard deviation over RUNS, with the ratios
+# piquant / llama.cpp; then piquant's cold load, bytes read per token, measured read
+# bandwidth and bandwidth efficiency (llama.cpp has no equivalent of those).
+# Both use an F16 KV cache (llama.cpp: its defaults, flash attention on for CPU).
+#
+# Methods: see src/eval/speed_bench.h (piquant) and bench/llama_cpp_bench.mjs. Load:
+# piquant's clock stops when every weight page is resident; llama.cpp's loadModel
+# returns after mapping the file and advising the kernel to read it (pages still missing
+# are read by the first evaluation), so on a cold cache the two differ in meaning; on a
+# warm cache both are small. Peak RSS: piquant's VmHWM (one process, all repetitions,
+# before its bandwidth probe); llama.cpp's is the node process's VmHWM minus its VmRSS
+# just before the first load (node's own baseline).
 #
 # Settings (environment): PIQUANT (default build/piquant), PIQUANT_INTEROP_DIR
-# (default build/interop), MODEL (an F16 GGUF to use instead of the synthesized one),
-# THREADS (2), PROMPT_SENTENCES (8, ~17 tokens each), GEN_TOKENS (32), RUNS (2),
-# REFERENCE_THREADS (1; empty: skip): one more round of both at that thread count.
+# (default build/interop), MODEL (a GGUF to use instead of the synthesized one),
+# THREADS (2), PROMPTS (64,512), GEN_TOKENS (128), RUNS (3), COLD_REPS (1: piquant's
+# cold loads, 0: none), BANDWIDTH_MIB (1024: piquant's read-bandwidth probe buffer),
+# REFERENCE_THREADS (1; empty: skip): one more comparison at that thread count.
 # Speed on a shared machine depends on its load: the script prints the load average
 # before and after; compare numbers from the same run only. ggml's worker threads
 # spin while they wait, so when other processes take the cores llama.cpp's
@@ -32,9 +45,11 @@ piquant=${PIQUANT:-$root/build/piquant}
 export PIQUANT_INTEROP_DIR=${PIQUANT_INTEROP_DIR:-$root/build/interop}
 threads=${THREADS:-2}
 reference_threads=${REFERENCE_THREADS-1}
-sentences=${PROMPT_SENTENCES:-8}
-gen=${GEN_TOKENS:-32}
-runs=${RUNS:-2}
+prompts=${PROMPTS:-64,512}
+gen=${GEN_TOKENS:-128}
+runs=${RUNS:-3}
+cold_reps=${COLD_REPS:-1}
+bandwidth_mib=${BANDWIDTH_MIB:-1024}
 
 [[ -x $piquant ]] || { echo "compare_llama_cpp.sh: $piquant is not built (ninja -C build piquant, or set PIQUANT)" >&2; exit 1; }
 command -v node >/dev/null || { echo "compare_llama_cpp.sh: node is needed for llama.cpp (node-llama-cpp)" >&2; exit 1; }
@@ -48,65 +63,43 @@ if [[ ! -f $model ]]; then
   rm -rf "$work/llama-3.2-1b-hf"
 fi
 
-prompt=$work/prompt.txt
-: > "$prompt"
-for ((i = 0; i < sentences; i++)); do
-  printf 'The old lighthouse keeper climbed the stairs again, counting every step as he went. ' >> "$prompt"
-done
-
-# piquant generate logs "prompt: N tokens in S s (X tokens/s)" and
-# "generated: N tokens in S s (X tokens/s), ..." on stderr.
-run_piquant() {
-  local log=$work/piquant.log
-  "$piquant" generate -m "$model" -f "$prompt" -n "$gen" --temp 0 -t "$threads" -c 512 --no-echo >/dev/null 2>"$log" || {
-    cat "$log" >&2; exit 1; }
-  local p g
-  p=$(grep -E '^(.*[^a-z])?prompt: [0-9]+ tokens in ' "$log" | tail -1) || true
-  g=$(grep -E '^(.*[^a-z])?generated: [0-9]+ tokens in ' "$log" | tail -1) || true
-  [[ -n $p && -n $g ]] || { echo "compare_llama_cpp.sh: cannot find piquant's timing lines in:" >&2; cat "$log" >&2; exit 1; }
-  # -> "prompt_tokens prompt_tps generated decode_tps"
-  echo "$(sed -E 's/.*prompt: ([0-9]+) tokens in .*\(([0-9.e+-]+) tokens\/s\).*/\1 \2/' <<<"$p") $(sed -E 's/.*generated: ([0-9]+) tokens in .*\(([0-9.e+-]+) tokens\/s\).*/\1 \2/' <<<"$g")"
+# One comparison at $1 threads: both JSON files, then the table.
+compare() {
+  local t=$1 pq_json=$work/piquant-bench-t$1.json ll_json=$work/llama-cpp-bench-t$1.json
+  echo "== $(basename "$model"), $t threads, prompts $prompts, $gen decoded tokens, $runs runs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$piquant" bench -m "$model" -p "$prompts" -n "$gen" -t "$t" -r "$runs" --cold-reps "$cold_reps" \
+    --bandwidth-mib "$bandwidth_mib" -o json > "$pq_json"
+  node "$root/bench/llama_cpp_bench.mjs" "$model" --prompts "$prompts" --gen "$gen" --threads "$t" --runs "$runs" > "$ll_json"
+  echo "== load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  node - "$pq_json" "$ll_json" <<'JS'
+const fs = require("node:fs");
+const [pq, ll] = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+const GiB = 1024 ** 3;
+const ms = (s, digits) => (!s ? "-" : s.stddev === undefined ? s.mean.toFixed(digits) : `${s.mean.toFixed(digits)} ± ${s.stddev.toFixed(digits)}`);
+const ratio = (a, b) => (a && b && b.mean > 0 ? (a.mean / b.mean).toFixed(2) : "-");
+const rows = [];
+const row = (name, a, b, digits) => rows.push([name, ms(a, digits), ms(b, digits), ratio(a, b)]);
+row(`decode t/s (tg${pq.decode.n_tokens})`, pq.decode.tokens_per_second, ll.decode.tokens_per_second, 2);
+pq.prompt.forEach((p, i) => row(`prompt t/s (pp${p.n_tokens})`, p.tokens_per_second, ll.prompt[i]?.tokens_per_second, 2));
+pq.prompt.forEach((p, i) => row(`time to first token, pp${p.n_tokens} (s)`, p.ttft_seconds, ll.prompt[i]?.ttft_seconds, 3));
+row("load, warm (s)", pq.load_warm_seconds, ll.load_seconds, 3);
+row("peak RSS (GiB)", { mean: pq.peak_rss_bytes / GiB }, { mean: ll.peak_rss_bytes / GiB }, 2);
+const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length), ["", "piquant", "llama.cpp", "piquant/llama.cpp"][c].length));
+const line = (r) => console.log(r.map((x, c) => (c === 0 ? x.padEnd(widths[c]) : x.padStart(widths[c]))).join("  "));
+line(["", "piquant", "llama.cpp", "piquant/llama.cpp"]);
+rows.forEach(line);
+console.log("(t/s: higher is better; seconds and RSS: lower is better; mean ± sample sd over " + pq.reps + " runs)");
+const cold = pq.load_cold_seconds;
+console.log(`piquant only: load, cold ${cold ? ms(cold, 3) + " s (page cache " + (pq.cold_evicted ? "evicted" : "NOT evicted") + ")" : "not measured"}; ` +
+  `bytes read per token ${(pq.bytes_per_token.total / 1e9).toFixed(3)} GB; ` +
+  (pq.bandwidth ? `read bandwidth ${pq.bandwidth.read_gbs.toFixed(2)} GB/s at ${pq.threads} threads, bandwidth efficiency ${(pq.bandwidth.efficiency * 100).toFixed(0)}%`
+                : "bandwidth not measured"));
+JS
 }
 
-run_llama_cpp() {
-  local json
-  json=$(node "$root/bench/llama_cpp_bench.mjs" "$model" "$prompt" "$gen" --threads "$threads")
-  node -e 'const j = JSON.parse(process.argv[1]); console.log(`${j.prompt_tokens} ${j.prompt_tps} ${j.generated} ${j.decode_tps}`)' "$json"
-}
-
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
-
-echo "== $(basename "$model"), threads $threads, $gen generated tokens, $runs rounds; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-best_pq_prompt=0 best_pq_decode=0 best_ll_prompt=0 best_ll_decode=0
-for ((r = 1; r <= runs; r++)); do
-  pq=$(run_piquant)
-  ll=$(run_llama_cpp)
-  read -r pq_np pq_prompt pq_ng pq_decode <<<"$pq"
-  read -r ll_np ll_prompt ll_ng ll_decode <<<"$ll"
-  printf 'round %d: piquant   prompt %4d tok %8.2f tok/s, decode %3d tok %7.2f tok/s\n' "$r" "$pq_np" "$pq_prompt" "$pq_ng" "$pq_decode"
-  printf 'round %d: llama.cpp prompt %4d tok %8.2f tok/s, decode %3d tok %7.2f tok/s\n' "$r" "$ll_np" "$ll_prompt" "$ll_ng" "$ll_decode"
-  [[ $pq_np == "$ll_np" ]] || echo "warning: prompt lengths differ (piquant $pq_np, llama.cpp $ll_np tokens)" >&2
-  best_pq_prompt=$(max "$best_pq_prompt" "$pq_prompt"); best_pq_decode=$(max "$best_pq_decode" "$pq_decode")
-  best_ll_prompt=$(max "$best_ll_prompt" "$ll_prompt"); best_ll_decode=$(max "$best_ll_decode" "$ll_decode")
-done
-echo "== best of $runs (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
-awk -v pp="$best_pq_prompt" -v pd="$best_pq_decode" -v lp="$best_ll_prompt" -v ld="$best_ll_decode" 'BEGIN {
-  printf "%-10s %14s %14s\n", "", "prompt tok/s", "decode tok/s"
-  printf "%-10s %14.2f %14.2f\n", "piquant", pp, pd
-  printf "%-10s %14.2f %14.2f\n", "llama.cpp", lp, ld
-  printf "%-10s %14.2f %14.2f\n", "ratio", pp / lp, pd / ld
-}'
-
+compare "$threads"
 if [[ -n $reference_threads && $reference_threads != "$threads" ]]; then
-  threads=$reference_threads
-  pq=$(run_piquant)
-  ll=$(run_llama_cpp)
-  read -r pq_np pq_prompt pq_ng pq_decode <<<"$pq"
-  read -r ll_np ll_prompt ll_ng ll_decode <<<"$ll"
-  echo "== reference round with $threads thread(s)"
-  awk -v pp="$pq_prompt" -v pd="$pq_decode" -v lp="$ll_prompt" -v ld="$ll_decode" 'BEGIN {
-    printf "%-10s %14.2f %14.2f\n", "piquant", pp, pd
-    printf "%-10s %14.2f %14.2f\n", "llama.cpp", lp, ld
-    printf "%-10s %14.2f %14.2f\n", "ratio", pp / lp, pd / ld
-  }'
+  echo
+  echo "== reference comparison at $reference_threads thread(s)"
+  compare "$reference_threads"
 fi

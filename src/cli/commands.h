@@ -13,5 +13,6 @@ void register_perplexity(CLI::App& app);
 void register_kld(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_imatrix(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace piquant::cli

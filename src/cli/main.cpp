@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   piquant::cli::register_kld(app);
   piquant::cli::register_quantize(app);
   piquant::cli::register_imatrix(app);
+  piquant::cli::register_bench(app);
 
   try {
     piquant::force_simd_target_from_env();  // PIQUANT_SIMD=scalar|sse4|avx2|avx512|neon|best
