@@ -27,8 +27,13 @@ using Q8Dot = float (*)(const std::uint8_t* row, const Q8Row& x, std::int64_t co
 using Q8Dot4 = void (*)(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out);
 
 // Tokens are taken in chunks whose activations (int16) fill about this much of L2, so
-// each weight row comes from memory once per chunk and stays in L1 for the chunk's tokens.
+// each weight row comes from memory once per chunk.
 constexpr std::int64_t kQ8ActivationChunkBytes = 256 * 1024;
+// Inside a chunk, rows go in blocks of about this many bytes, and each group of 4 tokens
+// runs over the whole block: the block's rows stay in L2 (they are read once per group)
+// and the group's activations in L1 (read once per row). Row by row instead, every row
+// would stream the chunk's activations from L2 again.
+constexpr std::int64_t kQ8RowBlockBytes = 64 * 1024;
 
 // Groups of 4 tokens go through Dot4 when kHasDot4, the rest through Dot.
 template <Q8Dot Dot, Q8Dot4 Dot4, bool kHasDot4>
@@ -37,20 +42,27 @@ HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x,
   const std::int64_t n_tokens = x.n_tokens();
   const std::int64_t chunk =
       std::max<std::int64_t>(4, kQ8ActivationChunkBytes / std::max<std::int64_t>(1, 2 * w.cols) / 4 * 4);
+  const std::int64_t row_block =
+      std::max<std::int64_t>(1, kQ8RowBlockBytes / std::max<std::int64_t>(1, static_cast<std::int64_t>(w.row_bytes)));
   for (std::int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const std::int64_t t1 = std::min(n_tokens, t0 + chunk);
-    for (std::int64_t r = r_begin; r < r_end; ++r) {
-      const std::uint8_t* row = w.row(r);
+    for (std::int64_t rb = r_begin; rb < r_end; rb += row_block) {
+      const std::int64_t re = std::min(r_end, rb + row_block);
       std::int64_t t = t0;
       if constexpr (kHasDot4) {
         for (; t + 4 <= t1; t += 4) {
           const Q8Row xs[4] = {x.token(t), x.token(t + 1), x.token(t + 2), x.token(t + 3)};
-          float out[4];
-          Dot4(row, xs, w.cols, out);
-          for (int i = 0; i < 4; ++i) y[(t + i) * w.rows + r] = out[i];
+          for (std::int64_t r = rb; r < re; ++r) {
+            float out[4];
+            Dot4(w.row(r), xs, w.cols, out);
+            for (int i = 0; i < 4; ++i) y[(t + i) * w.rows + r] = out[i];
+          }
         }
       }
-      for (; t < t1; ++t) y[t * w.rows + r] = Dot(row, x.token(t), w.cols);
+      for (; t < t1; ++t) {
+        const Q8Row xt = x.token(t);
+        for (std::int64_t r = rb; r < re; ++r) y[t * w.rows + r] = Dot(w.row(r), xt, w.cols);
+      }
     }
   }
 }
