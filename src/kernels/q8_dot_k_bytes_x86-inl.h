@@ -10,9 +10,14 @@
 // Ranges: codes ≤ 63 times |q_x| ≤ 128, two products per int16: ≤ 16128, no saturation;
 // times a 6-bit scale and summed over a super-block: < 2^31.
 //
+// On the AVX-512 target the int16 multiply-add and the accumulation are one VNNI
+// instruction (vpdpwssd), so that target's kernels need AVX512-VNNI (Cascade Lake, Ice
+// Lake, Zen 4 and later); ByteKernelsSupported() says whether this CPU has it.
+//
 // Only activations with one scale per 256 columns (Q8_K, what matmul pairs with these
-// types) take this path; the callers fall back to the portable kernels otherwise.
+// types) take this path; the kernels fall back to the portable ones otherwise.
 // Included once per Highway target; the kernels exist where HWY_TARGET is AVX2 or better.
+// Include after q8_matmul_rows-inl.h (Q8Dot, Q8Dot4).
 #if defined(PIQUANT_KERNELS_Q8_DOT_K_BYTES_X86_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef PIQUANT_KERNELS_Q8_DOT_K_BYTES_X86_INL_H_
 #undef PIQUANT_KERNELS_Q8_DOT_K_BYTES_X86_INL_H_
@@ -25,22 +30,49 @@
 
 #include "hwy/highway.h"
 #include "kernels/q8_activations.h"
+#include "kernels/q8_matmul_rows-inl.h"
 #include "quant/block_formats.h"
 
 #undef PIQUANT_HAVE_BYTE_K_KERNELS  // redefined for each target
+#undef PIQUANT_BYTE_K_KERNELS_USE_VNNI
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
 #include <immintrin.h>
 #define PIQUANT_HAVE_BYTE_K_KERNELS 1
+#define PIQUANT_BYTE_K_KERNELS_USE_VNNI (HWY_TARGET == HWY_AVX3)
 #else
 #define PIQUANT_HAVE_BYTE_K_KERNELS 0
+#define PIQUANT_BYTE_K_KERNELS_USE_VNNI 0
 #endif
 
 HWY_BEFORE_NAMESPACE();
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+// Added to the AVX-512 target's options for everything down to the matching pop.
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
 namespace piquant {
 namespace HWY_NAMESPACE {
 
 #if PIQUANT_HAVE_BYTE_K_KERNELS
+// Whether this CPU runs this target's byte kernels.
+inline bool ByteKernelsSupported() {  // not always_inline: callers lack the VNNI option
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return true;
+#endif
+}
+
 namespace k_bytes {
+
+// acc + Σ pairs of p16 · sc (int16 products summed into int32 lanes).
+HWY_INLINE __m256i AddScaledPairs(__m256i acc, __m256i p16, __m256i sc) {
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+  return _mm256_dpwssd_epi32(acc, p16, sc);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, sc));
+#endif
+}
 
 constexpr std::int64_t kSuperBlock = 256;
 
@@ -113,7 +145,7 @@ HWY_INLINE void Q4KSums(const std::uint8_t* qs, __m256i scales16, const std::int
       const std::int8_t* x = xs[t] + 64 * c;
       const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
       const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
-      sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_madd_epi16(p_lo, sc_lo), _mm256_madd_epi16(p_hi, sc_hi)));
+      sums[t] = AddScaledPairs(AddScaledPairs(sums[t], p_lo, sc_lo), p_hi, sc_hi);
     }
   }
 }
@@ -188,7 +220,7 @@ HWY_INLINE void DotQ6KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
         for (int t = 0; t < kTokens; ++t) {
           const __m256i xv =
               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].values8 + sb * kSuperBlock + 128 * half + 32 * k));
-          sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), sc));
+          sums[t] = AddScaledPairs(sums[t], _mm256_maddubs_epi16(q[k], xv), sc);
         }
       }
     }
@@ -200,10 +232,49 @@ HWY_INLINE void DotQ6KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
 }
 
 }  // namespace k_bytes
+
+// Q4_K and Q6_K rows, 1 and 4 tokens, through the kernels above; activations with
+// scales per 32 columns go to the portable kernel Fallback.
+template <Q8Dot Fallback>
+HWY_NOINLINE float DotQ4_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
+  if (!x.scale_per_256) return Fallback(row, x, cols);
+  float out;
+  k_bytes::DotQ4KBytes<1>(row, &x, cols, &out);
+  return out;
+}
+
+template <Q8Dot4 Fallback>
+HWY_NOINLINE void DotQ4_KBytesx4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  if (!(x[0].scale_per_256 && x[1].scale_per_256 && x[2].scale_per_256 && x[3].scale_per_256)) {
+    Fallback(row, x, cols, out);
+    return;
+  }
+  k_bytes::DotQ4KBytes<4>(row, x, cols, out);
+}
+
+template <Q8Dot Fallback>
+HWY_NOINLINE float DotQ6_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
+  if (!x.scale_per_256) return Fallback(row, x, cols);
+  float out;
+  k_bytes::DotQ6KBytes<1>(row, &x, cols, &out);
+  return out;
+}
+
+template <Q8Dot4 Fallback>
+HWY_NOINLINE void DotQ6_KBytesx4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  if (!(x[0].scale_per_256 && x[1].scale_per_256 && x[2].scale_per_256 && x[3].scale_per_256)) {
+    Fallback(row, x, cols, out);
+    return;
+  }
+  k_bytes::DotQ6KBytes<4>(row, x, cols, out);
+}
 #endif  // PIQUANT_HAVE_BYTE_K_KERNELS
 
 }  // namespace HWY_NAMESPACE
 }  // namespace piquant
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+#pragma GCC pop_options
+#endif
 HWY_AFTER_NAMESPACE();
 
 #endif  // include guard toggle

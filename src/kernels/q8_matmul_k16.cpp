@@ -17,34 +17,15 @@ HWY_BEFORE_NAMESPACE();
 namespace piquant {
 namespace HWY_NAMESPACE {
 
-#if PIQUANT_HAVE_BYTE_K_KERNELS
-// Q6_K through the byte multiply-add kernels when the activations are Q8_K (as matmul
-// quantizes them for Q6_K); other activation scales take the portable kernels.
-HWY_NOINLINE float DotQ6_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
-  if (!x.scale_per_256) return DotQ6_K(row, x, cols);
-  float out;
-  k_bytes::DotQ6KBytes<1>(row, &x, cols, &out);
-  return out;
-}
-
-HWY_NOINLINE void DotQ6_KBytesx4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
-  if (!(x[0].scale_per_256 && x[1].scale_per_256 && x[2].scale_per_256 && x[3].scale_per_256)) {
-    DotQ6_Kx4(row, x, cols, out);
-    return;
-  }
-  k_bytes::DotQ6KBytes<4>(row, x, cols, out);
-}
-#endif
-
 Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
   switch (type) {
     case GgmlType::Q2_K: return &Q8MatmulRowsLoop<&DotQ2_K, &DotQ2_Kx4>;
     case GgmlType::Q3_K: return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
+    case GgmlType::Q6_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-    case GgmlType::Q6_K: return &Q8MatmulRowsLoop<&DotQ6_KBytes, &DotQ6_KBytesx4>;
-#else
-    case GgmlType::Q6_K: return &Q8MatmulRowsLoop<&DotQ6_K, &DotQ6_Kx4>;
+      if (ByteKernelsSupported()) return &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesx4<&DotQ6_Kx4>>;
 #endif
+      return &Q8MatmulRowsLoop<&DotQ6_K, &DotQ6_Kx4>;
     default:
       return nullptr;
   }

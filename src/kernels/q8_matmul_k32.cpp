@@ -17,33 +17,13 @@ HWY_BEFORE_NAMESPACE();
 namespace piquant {
 namespace HWY_NAMESPACE {
 
-#if PIQUANT_HAVE_BYTE_K_KERNELS
-// Q4_K through the byte multiply-add kernels when the activations are Q8_K (as matmul
-// quantizes them for Q4_K); other activation scales take the portable kernels.
-HWY_NOINLINE float DotQ4_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
-  if (!x.scale_per_256) return DotQ4_K(row, x, cols);
-  float out;
-  k_bytes::DotQ4KBytes<1>(row, &x, cols, &out);
-  return out;
-}
-
-HWY_NOINLINE void DotQ4_KBytesx4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
-  if (!(x[0].scale_per_256 && x[1].scale_per_256 && x[2].scale_per_256 && x[3].scale_per_256)) {
-    DotQ4_Kx4(row, x, cols, out);
-    return;
-  }
-  k_bytes::DotQ4KBytes<4>(row, x, cols, out);
-}
-#endif
-
 Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-      return &Q8MatmulRowsLoop<&DotQ4_KBytes, &DotQ4_KBytesx4>;
-#else
-      return &Q8MatmulRowsLoop<&DotQ4_K, &DotQ4_Kx4>;
+      if (ByteKernelsSupported()) return &Q8MatmulRowsLoop<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesx4<&DotQ4_Kx4>>;
 #endif
+      return &Q8MatmulRowsLoop<&DotQ4_K, &DotQ4_Kx4>;
     case GgmlType::Q5_K:
       return &Q8MatmulRowsLoop<&DotQ5_K, &DotQ5_Kx4>;
     default:
