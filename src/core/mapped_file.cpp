@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/open_file.h"
 
 namespace piquant {
 namespace {
@@ -30,21 +31,6 @@ bool page_range(std::uint8_t* base, std::size_t size, std::uint64_t offset, std:
   *bytes = end - begin;
   return *bytes > 0;
 }
-
-// An open file descriptor, closed on every way out.
-class OpenFile {
- public:
-  explicit OpenFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd_ < 0) throw_system_error(path, "open");
-  }
-  ~OpenFile() { ::close(fd_); }
-  OpenFile(const OpenFile&) = delete;
-  OpenFile& operator=(const OpenFile&) = delete;
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // The size of a regular file; throws Error for anything else (a folder, a device).
 std::size_t regular_file_size(const OpenFile& file, const std::string& path) {

@@ -10,24 +10,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/open_file.h"
 
 namespace piquant {
 namespace {
-
-// An fd closed on scope exit.
-class OpenFile {
- public:
-  explicit OpenFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd_ < 0) throw_system_error(path, "open");
-  }
-  ~OpenFile() { ::close(fd_); }
-  OpenFile(const OpenFile&) = delete;
-  OpenFile& operator=(const OpenFile&) = delete;
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 struct PageCount {
   std::uint64_t cached = 0;
