@@ -9,6 +9,7 @@
 
 #include "cli/bench_output.h"
 #include "cli/commands.h"
+#include "cli/inference_options.h"
 #include "core/error.h"
 #include "core/logger.h"
 #include "core/thread_pool.h"
@@ -70,9 +71,7 @@ void run_bench(const BenchArgs& args) {
   options.reps = args.reps;
   options.cold_reps = args.cold_reps;
   options.use_mmap = !args.no_mmap;
-  const auto kv_type = ggml_type_from_name(args.kv_type);
-  if (!kv_type) throw Error("bench: --kv-type '" + args.kv_type + "': use f16 or f32");
-  options.kv_type = *kv_type;
+  options.kv_type = parse_kv_type(args.kv_type);
   options.bandwidth_buffer_bytes = args.bandwidth_mib << 20;
   options.on_progress = [](const std::string& line) { log::info("bench: ", line); };
   const SpeedBenchReport report = run_speed_bench(options);

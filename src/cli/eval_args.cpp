@@ -43,9 +43,7 @@ ContextOptions eval_context_options(const EvalArgs& args) {
   options.n_ctx = args.n_ctx;
   options.n_batch = args.n_ctx;
   options.n_threads = args.threads;
-  const auto kv_type = ggml_type_from_name(args.kv_type);
-  if (!kv_type) throw Error("--kv-type '" + args.kv_type + "': use f16 or f32");
-  options.kv_type = *kv_type;
+  options.kv_type = parse_kv_type(args.kv_type);
   return options;
 }
 

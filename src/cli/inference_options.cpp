@@ -104,6 +104,12 @@ std::unique_ptr<LlamaModel> load_model(const std::string& path, const ModelLoadA
   return model;
 }
 
+GgmlType parse_kv_type(const std::string& name) {
+  const auto type = ggml_type_from_name(name);
+  if (!type || (*type != GgmlType::F16 && *type != GgmlType::F32)) throw Error("--kv-type '" + name + "': use f16 or f32");
+  return *type;
+}
+
 LoadedModel load_model_and_context(const InferenceArgs& args) {
   const auto start = std::chrono::steady_clock::now();
   const auto context_for = [&args](const LlamaParams& params) {
@@ -111,9 +117,7 @@ LoadedModel load_model_and_context(const InferenceArgs& args) {
     options.n_ctx = args.n_ctx > 0 ? args.n_ctx : std::min(params.n_ctx_train, kDefaultMaxContext);
     options.n_batch = args.n_batch;
     options.n_threads = args.threads;
-    const auto kv_type = ggml_type_from_name(args.kv_type);
-    if (!kv_type) throw Error("--kv-type '" + args.kv_type + "': use f16 or f32");
-    options.kv_type = *kv_type;
+    options.kv_type = parse_kv_type(args.kv_type);
     return options;
   };
   LoadedModel loaded;

@@ -33,6 +33,9 @@ struct InferenceArgs {
 
 inline constexpr std::int64_t kDefaultMaxContext = 4096;
 
+// The KV cache type of a --kv-type value ("f16" or "f32", any case); throws Error otherwise.
+GgmlType parse_kv_type(const std::string& name);
+
 // -m, --ctx, --batch, --threads, --kv-type and the load options below.
 void add_model_options(CLI::App& cmd, InferenceArgs& args);
 // --no-mmap, --no-memory-check (for subcommands with their own model options).

@@ -30,8 +30,6 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 namespace k32 {
 
-static_assert(std::endian::native == std::endian::little, "the packed scales are read as little-endian words");
-
 constexpr std::int64_t kSuperBlock = 256;
 constexpr std::size_t kSubBlocks = 8;
 
@@ -41,16 +39,10 @@ HWY_INLINE V ShiftLeftBy(V v, int bits) {
   return bits >= 0 ? hn::ShiftLeftSame(v, bits) : hn::ShiftRightSame(v, -bits);
 }
 
-// The 6-bit scales and mins of the 8 sub-blocks, unpacked from their 12 bytes with word
-// arithmetic (the per-byte rules of unpack_k4_scale_min, four bytes at a time):
-// out[0..7] = scales, out[8..15] = mins.
+// The 6-bit scales and mins of the 8 sub-blocks: out[0..7] = scales, out[8..15] = mins.
 HWY_INLINE void UnpackScalesAndMins(const std::uint8_t* packed, std::uint8_t* out) {
-  std::uint32_t w[3];
-  std::memcpy(w, packed, sizeof(w));
-  const std::uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, bits45 = 0x30303030u;
-  // Sub-blocks 4-7 take a low nibble from bytes 8-11 and their top 2 bits from bytes 0-7.
-  const std::uint64_t scales = (w[0] & low6) | std::uint64_t{(w[2] & low4) | ((w[0] >> 2) & bits45)} << 32;
-  const std::uint64_t mins = (w[1] & low6) | std::uint64_t{((w[2] >> 4) & low4) | ((w[1] >> 2) & bits45)} << 32;
+  std::uint64_t scales, mins;
+  unpack_k4_scales_and_mins(packed, &scales, &mins);
   std::memcpy(out, &scales, sizeof(scales));
   std::memcpy(out + 8, &mins, sizeof(mins));
 }

@@ -116,12 +116,8 @@ struct Q4KHeader {
 };
 
 HWY_INLINE Q4KHeader LoadQ4KHeader(const std::uint8_t* block) {
-  std::uint32_t w[3];
-  std::memcpy(w, block + 4, sizeof(w));
-  const std::uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, bits45 = 0x30303030u;
-  // Sub-blocks 4-7 take a low nibble from bytes 8-11 and their top 2 bits from bytes 0-7.
-  const std::uint64_t scales = (w[0] & low6) | std::uint64_t{(w[2] & low4) | ((w[0] >> 2) & bits45)} << 32;
-  const std::uint64_t mins = (w[1] & low6) | std::uint64_t{((w[2] >> 4) & low4) | ((w[1] >> 2) & bits45)} << 32;
+  std::uint64_t scales, mins;
+  unpack_k4_scales_and_mins(block + 4, &scales, &mins);
   Q4KHeader h;
   h.d = HalfToFloat(block);
   h.dmin = HalfToFloat(block + 2);

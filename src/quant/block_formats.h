@@ -2,8 +2,10 @@
 // ggml's quantized block layouts, byte for byte as they appear in GGUF tensor data.
 // f16 fields are raw IEEE half bits (see core/half.h). Element order inside the bit
 // fields is documented per struct; dequantize.cpp is the reference reading of it.
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace piquant {
 
@@ -106,6 +108,19 @@ inline void unpack_k4_scale_min(const std::uint8_t* s, int sub, int* scale, int*
     *scale = (s[sub + 4] & 0x0f) | (s[sub - 4] >> 6) << 4;
     *min = (s[sub + 4] >> 4) | (s[sub] >> 6) << 4;
   }
+}
+
+// All 8 scales and 8 mins of Q4_K/Q5_K at once, the rules of unpack_k4_scale_min applied
+// four bytes at a time with word arithmetic (the kernels' per-super-block path): byte j
+// of *scales / *mins (little-endian) is sub-block j's value.
+inline void unpack_k4_scales_and_mins(const std::uint8_t* packed, std::uint64_t* scales, std::uint64_t* mins) {
+  static_assert(std::endian::native == std::endian::little, "the packed scales are read as little-endian words");
+  std::uint32_t w[3];
+  std::memcpy(w, packed, sizeof(w));
+  const std::uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, bits45 = 0x30303030u;
+  // Sub-blocks 4-7 take a low nibble from bytes 8-11 and their top 2 bits from bytes 0-7.
+  *scales = (w[0] & low6) | std::uint64_t{(w[2] & low4) | ((w[0] >> 2) & bits45)} << 32;
+  *mins = (w[1] & low6) | std::uint64_t{((w[2] >> 4) & low4) | ((w[1] >> 2) & bits45)} << 32;
 }
 
 static_assert(sizeof(BlockQ8_0) == 34);

@@ -34,6 +34,15 @@ SpeedBenchOptions small_options(const std::filesystem::path& model) {
   return o;
 }
 
+// One warm repetition, no cold load, no bandwidth probe: for tests of the byte counts.
+SpeedBenchOptions single_rep_options(const std::filesystem::path& model) {
+  SpeedBenchOptions o = small_options(model);
+  o.reps = 1;
+  o.cold_reps = 0;
+  o.bandwidth_buffer_bytes = 0;
+  return o;
+}
+
 // Weights one token reads, from the file's tensor table: everything but the embedding
 // (and rope_freqs, folded into the RoPE table at load), plus one embedding row, or the
 // whole embedding when it doubles as the output matrix.
@@ -100,10 +109,7 @@ TEST(SpeedBench, BytesPerTokenMatchesTheTensorTable) {
   std::filesystem::path model;
   stories_f32(dir, model);
   if (model.empty()) return;
-  SpeedBenchOptions o = small_options(model);
-  o.reps = 1;
-  o.cold_reps = 0;
-  o.bandwidth_buffer_bytes = 0;
+  SpeedBenchOptions o = single_rep_options(model);
   const SpeedBenchReport r = run_speed_bench(o);
 
   const GgufFile f(model.string());
@@ -156,10 +162,7 @@ TEST(SpeedBench, KvBytesFollowTheKvType) {
   std::filesystem::path model;
   stories_f32(dir, model);
   if (model.empty()) return;
-  SpeedBenchOptions o = small_options(model);
-  o.reps = 1;
-  o.cold_reps = 0;
-  o.bandwidth_buffer_bytes = 0;
+  SpeedBenchOptions o = single_rep_options(model);
   const std::uint64_t f16 = run_speed_bench(o).kv_bytes_per_position;
   o.kv_type = GgmlType::F32;
   EXPECT_EQ(run_speed_bench(o).kv_bytes_per_position, 2 * f16);
