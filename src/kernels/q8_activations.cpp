@@ -12,19 +12,37 @@ namespace {
 constexpr std::int64_t kQ8KBlock = 256;
 
 // Round to nearest, ties to even (what both of llama.cpp's roundings give); NaN gives 0.
-std::int16_t round_to_code(float v, float lo, float hi) {
-  if (!(v == v)) return 0;
-  return static_cast<std::int16_t>(std::clamp(std::nearbyint(v), lo, hi));
+// Adding and subtracting 1.5·2^23 rounds in the FPU's default mode (ties to even) for
+// |v| < 2^22, which covers every code (|v| ≤ 127 plus rounding) and keeps the loops
+// free of libm calls and branches, so they vectorize (`omp simd`); anything larger is
+// clamped first.
+inline std::int16_t round_to_code(float v, float lo, float hi) {
+  constexpr float kRoundingShift = 12582912.0f;  // 1.5 · 2^23
+  const float finite = v == v ? v : 0.0f;
+  const float clamped = std::clamp(finite, lo - 1.0f, hi + 1.0f);
+  return static_cast<std::int16_t>(std::clamp((clamped + kRoundingShift) - kRoundingShift, lo, hi));
+}
+
+// max |x[i]| over n values, NaN counted as 0.
+template <int n>
+float max_magnitude(const float* x) {
+  float amax = 0.0f;
+#pragma omp simd reduction(max : amax)
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    amax = std::max(amax, a == a ? a : 0.0f);
+  }
+  return amax;
 }
 
 // ggml's Q8_0 activation block (its AVX quantizer): 127 / max|x| as the multiplier, the
 // scale stored as f16.
 // Returns the scale; *block_sum gets the Q8_1 sum f16(d · Σq) with d unrounded.
 float quantize_q8_0(const float* x, std::int16_t* q, float* block_sum) {
-  float amax = 0.0f;
-  for (int i = 0; i < kQ8ActivationBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float amax = max_magnitude<kQ8ActivationBlock>(x);
   const float mul = amax != 0.0f ? 127.0f / amax : 0.0f;
   int sum = 0;
+#pragma omp simd reduction(+ : sum)
   for (int i = 0; i < kQ8ActivationBlock; ++i) {
     q[i] = round_to_code(x[i] * mul, -127.0f, 127.0f);
     sum += q[i];
@@ -34,21 +52,23 @@ float quantize_q8_0(const float* x, std::int16_t* q, float* block_sum) {
   return f16_to_f32(f32_to_f16(d));
 }
 
-// ggml's Q8_K block: the signed extreme maps to -127; the opposite extreme may round to
-// +127 or (clamped) beyond.
+// ggml's Q8_K block: the signed extreme (the first value of largest magnitude) maps to
+// -127; the opposite extreme may round to +127 or (clamped) beyond.
 float quantize_q8_k(const float* x, std::int16_t* q) {
-  float amax = 0.0f, extreme = 0.0f;
-  for (int i = 0; i < kQ8KBlock; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      extreme = x[i];
-    }
-  }
+  const float amax = max_magnitude<kQ8KBlock>(x);
   if (amax == 0.0f) {
     std::fill(q, q + kQ8KBlock, std::int16_t{0});
     return 0.0f;
   }
+  float extreme = amax;
+  for (int i = 0; i < kQ8KBlock; ++i) {
+    if (std::fabs(x[i]) == amax) {
+      extreme = x[i];
+      break;
+    }
+  }
   const float iscale = -127.0f / extreme;
+#pragma omp simd
   for (int i = 0; i < kQ8KBlock; ++i) q[i] = round_to_code(iscale * x[i], -128.0f, 127.0f);
   return 1.0f / iscale;
 }
@@ -82,8 +102,10 @@ void Q8Activations::prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks b
   const auto n = static_cast<std::size_t>(n_tokens * cols);
   values_.resize(n);
   values8_.resize(n);
+  values8_interleaved_.resize(blocks == Q8Blocks::Q8_K ? n : 0);
   scales_.resize(n / kQ8ActivationBlock);
   sums16_.resize(n / 16);
+  sums16_i16_.resize(n / 16);
   block_sums_.resize(n / kQ8ActivationBlock);
 }
 
@@ -98,10 +120,17 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
     std::fill_n(scales_.data() + b * per_block, per_block, scale);
     std::int8_t* q8 = values8_.data() + b * block;
     for (std::int64_t i = 0; i < block; ++i) q8[i] = static_cast<std::int8_t>(q[i]);
+    if (blocks_ == Q8Blocks::Q8_K) {
+      // Piece 4i + j (16 bytes) goes to position 4j + i.
+      std::int8_t* interleaved = values8_interleaved_.data() + b * block;
+      for (int piece = 0; piece < 16; ++piece)
+        std::copy_n(q8 + 16 * piece, 16, interleaved + 16 * (4 * (piece % 4) + piece / 4));
+    }
     for (std::int64_t g = 0; g < block / 16; ++g) {
       std::int32_t sum = 0;
       for (int i = 0; i < 16; ++i) sum += q[16 * g + i];
       sums16_[static_cast<std::size_t>(b * (block / 16) + g)] = sum;
+      sums16_i16_[static_cast<std::size_t>(b * (block / 16) + g)] = static_cast<std::int16_t>(sum);
     }
     for (std::int64_t s = 0; s < per_block; ++s) {
       const std::size_t i = static_cast<std::size_t>(b * per_block + s);
@@ -114,8 +143,9 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
 
 Q8Row Q8Activations::token(std::int64_t t) const {
   const auto base = static_cast<std::size_t>(t * cols_);
-  return {values_.data() + base, values8_.data() + base, scales_.data() + base / kQ8ActivationBlock,
-          sums16_.data() + base / 16, block_sums_.data() + base / kQ8ActivationBlock, blocks_ == Q8Blocks::Q8_K};
+  return {values_.data() + base, values8_.data() + base,
+          blocks_ == Q8Blocks::Q8_K ? values8_interleaved_.data() + base : nullptr, scales_.data() + base / kQ8ActivationBlock,
+          sums16_.data() + base / 16, sums16_i16_.data() + base / 16, block_sums_.data() + base / kQ8ActivationBlock, blocks_ == Q8Blocks::Q8_K};
 }
 
 void Q8Activations::dequantize(std::int64_t t, float* out) const {

@@ -32,8 +32,13 @@ Q8Blocks q8_blocks_for(GgmlType weight_type);
 struct Q8Row {
   const std::int16_t* values;  // cols values, each in [-128, 127]
   const std::int8_t* values8;  // the same values as bytes (kernels built on byte multiply-adds)
+  // Q8_K only (else null): values8 with each 256-column block's 16-byte pieces in the
+  // order 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, the order in which x86's
+  // 512-bit Q4_K kernel meets them (q8_dot_k_bytes_avx512-inl.h).
+  const std::int8_t* values8_interleaved;
   const float* scales;         // cols / 32: block b holds values [32b, 32b + 32)
   const std::int32_t* sums16;  // cols / 16: sum of values [16g, 16g + 16)
+  const std::int16_t* sums16_i16;  // the same sums as int16 (|sum| ≤ 2048), for 16-bit multiply-adds
   const float* block_sums;     // cols / 32: Σ x̂ of block b for a min term (scale · Σq; Q8_1: rounded to f16)
   bool scale_per_256;          // Q8_K: the scale is the same for each 256 columns (8 blocks)
 };
@@ -64,8 +69,10 @@ class Q8Activations {
   Q8Blocks blocks_ = Q8Blocks::Q8_0;
   std::vector<std::int16_t> values_;
   std::vector<std::int8_t> values8_;
+  std::vector<std::int8_t> values8_interleaved_;
   std::vector<float> scales_;
   std::vector<std::int32_t> sums16_;
+  std::vector<std::int16_t> sums16_i16_;
   std::vector<float> block_sums_;
 };
 

@@ -20,6 +20,7 @@
 
 #include "core/half.h"
 #include "hwy/highway.h"
+#include "kernels/decode_prefetch.h"
 #include "kernels/q8_activations.h"
 #include "quant/block_formats.h"
 
@@ -263,6 +264,7 @@ HWY_INLINE void DotK16(const std::uint8_t* row, const Q8Row* x, std::int64_t col
   }
   const std::int64_t n_blocks = cols / kQkK;
   for (std::int64_t sb = 0; sb < n_blocks; ++sb) {
+    if constexpr (N == 1) prefetch_for_decode<Block::kBytes>(row + sb * static_cast<std::int64_t>(Block::kBytes));
     const Block blk(row + sb * static_cast<std::int64_t>(Block::kBytes));
     const std::int64_t scale0 = sb * (kQkK / kQ8ActivationBlock);
     bool uniform = true;

@@ -20,6 +20,7 @@
 
 #include "core/half.h"
 #include "hwy/highway.h"
+#include "kernels/decode_prefetch.h"
 #include "kernels/q8_activations.h"
 #include "quant/block_formats.h"
 
@@ -127,6 +128,7 @@ HWY_INLINE float Dot(const std::uint8_t* row, const Q8Row& x, std::int64_t cols)
     for (std::int64_t k = 0; k < chunk; ++k) {
       const std::int64_t sb = sb0 + k;
       const std::int64_t sub0 = sb * static_cast<std::int64_t>(kSubBlocks);
+      prefetch_for_decode<kBlockBytes>(row + static_cast<std::size_t>(sb) * kBlockBytes);
       min_acc = SuperBlockFactors(d8, row + static_cast<std::size_t>(sb) * kBlockBytes, x.scales + sub0,
                                   x.sums16 + 2 * sub0, scale + k * kSubBlocks, min_acc);
     }

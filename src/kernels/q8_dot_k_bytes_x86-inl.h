@@ -29,6 +29,7 @@
 #include <cstring>
 
 #include "hwy/highway.h"
+#include "kernels/decode_prefetch.h"
 #include "kernels/q8_activations.h"
 #include "kernels/q8_matmul_rows-inl.h"
 #include "quant/block_formats.h"
@@ -154,6 +155,7 @@ HWY_INLINE void DotQ4KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
   const std::int64_t n_super = cols / kSuperBlock;
   for (std::int64_t sb = 0; sb < n_super; ++sb) {
     const std::uint8_t* block = row + sb * static_cast<std::int64_t>(sizeof(BlockQ4_K));
+    if constexpr (kTokens == 1) prefetch_for_decode<sizeof(BlockQ4_K)>(block);
     const Q4KHeader h = LoadQ4KHeader(block);
     const std::int8_t* xs[kTokens];
     for (int t = 0; t < kTokens; ++t) xs[t] = x[t].values8 + sb * kSuperBlock;
@@ -183,6 +185,7 @@ HWY_INLINE void DotQ6KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
   const std::int64_t n_super = cols / kSuperBlock;
   for (std::int64_t sb = 0; sb < n_super; ++sb) {
     const std::uint8_t* block = row + sb * static_cast<std::int64_t>(sizeof(BlockQ6_K));
+    if constexpr (kTokens == 1) prefetch_for_decode<sizeof(BlockQ6_K)>(block);
     const std::uint8_t* ql = block + offsetof(BlockQ6_K, ql);
     const std::uint8_t* qh = block + offsetof(BlockQ6_K, qh);
     // 16 scales as int16; int32 lane k holds scales 2k and 2k + 1.
@@ -227,42 +230,94 @@ HWY_INLINE void DotQ6KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
   for (int t = 0; t < kTokens; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+#include "kernels/q8_dot_k_bytes_avx512-inl.h"
+#endif
+
+// out[t] = row · x[t], in this target's widest vectors.
+template <int kTokens>
+HWY_INLINE void DotQ4KWidest(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+  k_bytes512::DotQ4K<kTokens>(row, x, cols, out);
+#else
+  DotQ4KBytes<kTokens>(row, x, cols, out);
+#endif
+}
+
+template <int kTokens>
+HWY_INLINE void DotQ6KWidest(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+  k_bytes512::DotQ6K<kTokens>(row, x, cols, out);
+#else
+  DotQ6KBytes<kTokens>(row, x, cols, out);
+#endif
+}
+
 }  // namespace k_bytes
 
-// Q4_K and Q6_K rows, 1 and 4 tokens, through the kernels above; activations with
-// scales per 32 columns go to the portable kernel Fallback.
+// Tokens per group of the prompt kernels below: the 512-bit kernels have 32 registers
+// for 8 tokens' sums; the 256-bit ones (16 registers) keep 4.
+constexpr int kByteKernelGroup = PIQUANT_BYTE_K_KERNELS_USE_VNNI ? 8 : 4;
+
+// Q4_K and Q6_K rows, 1 token and kByteKernelGroup tokens, through the kernels above;
+// activations with scales per 32 columns go to the portable kernels Fallback and
+// Fallback4 (4 tokens at a time).
 template <Q8Dot Fallback>
 HWY_NOINLINE float DotQ4_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
   if (!x.scale_per_256) return Fallback(row, x, cols);
   float out;
-  k_bytes::DotQ4KBytes<1>(row, &x, cols, &out);
+  k_bytes::DotQ4KWidest<1>(row, &x, cols, &out);
   return out;
-}
-
-template <Q8Dot4 Fallback>
-HWY_NOINLINE void DotQ4_KBytesx4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
-  if (!(x[0].scale_per_256 && x[1].scale_per_256 && x[2].scale_per_256 && x[3].scale_per_256)) {
-    Fallback(row, x, cols, out);
-    return;
-  }
-  k_bytes::DotQ4KBytes<4>(row, x, cols, out);
 }
 
 template <Q8Dot Fallback>
 HWY_NOINLINE float DotQ6_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
   if (!x.scale_per_256) return Fallback(row, x, cols);
   float out;
-  k_bytes::DotQ6KBytes<1>(row, &x, cols, &out);
+  k_bytes::DotQ6KWidest<1>(row, &x, cols, &out);
   return out;
 }
 
-template <Q8Dot4 Fallback>
-HWY_NOINLINE void DotQ6_KBytesx4(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
-  if (!(x[0].scale_per_256 && x[1].scale_per_256 && x[2].scale_per_256 && x[3].scale_per_256)) {
-    Fallback(row, x, cols, out);
+namespace k_bytes {
+HWY_INLINE bool AllScalesPer256(const Q8Row* x) {
+  for (int t = 0; t < kByteKernelGroup; ++t)
+    if (!x[t].scale_per_256) return false;
+  return true;
+}
+
+template <Q8Dot4 Fallback4>
+HWY_INLINE void FallbackGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  for (int t = 0; t < kByteKernelGroup; t += 4) Fallback4(row, x + t, cols, out + t);
+}
+}  // namespace k_bytes
+
+template <Q8Dot4 Fallback4>
+HWY_NOINLINE void DotQ4_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  if (!k_bytes::AllScalesPer256(x)) return k_bytes::FallbackGroup<Fallback4>(row, x, cols, out);
+  k_bytes::DotQ4KWidest<kByteKernelGroup>(row, x, cols, out);
+}
+
+// Two rows at a time (512-bit target only; elsewhere nullptr).
+template <Q8Dot4 Fallback4>
+HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_bytes, const Q8Row* x, std::int64_t cols,
+                                    float* out) {
+  if (!k_bytes::AllScalesPer256(x)) {
+    k_bytes::FallbackGroup<Fallback4>(row, x, cols, out);
+    k_bytes::FallbackGroup<Fallback4>(row + row_bytes, x, cols, out + kByteKernelGroup);
     return;
   }
-  k_bytes::DotQ6KBytes<4>(row, x, cols, out);
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+  k_bytes::k_bytes512::DotQ4KTile<2, kByteKernelGroup>(row, row_bytes, x, cols, out);
+#else
+  k_bytes::DotQ4KWidest<kByteKernelGroup>(row, x, cols, out);
+  k_bytes::DotQ4KWidest<kByteKernelGroup>(row + row_bytes, x, cols, out + kByteKernelGroup);
+#endif
+}
+
+template <Q8Dot4 Fallback4>
+HWY_NOINLINE void DotQ6_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  if (!k_bytes::AllScalesPer256(x)) return k_bytes::FallbackGroup<Fallback4>(row, x, cols, out);
+  k_bytes::DotQ6KWidest<kByteKernelGroup>(row, x, cols, out);
 }
 #endif  // PIQUANT_HAVE_BYTE_K_KERNELS
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "hwy/highway.h"
+#include "kernels/decode_prefetch.h"
 #include "kernels/element_io-inl.h"
 #include "kernels/q8_activations.h"
 #include "quant/block_formats.h"
@@ -170,6 +171,7 @@ HWY_INLINE float DotLegacy(const std::uint8_t* row, const Q8Row& x, std::int64_t
   std::int64_t b = 0;
   for (; b + 2 <= blocks; b += 2) {
     const std::uint8_t* block = row + static_cast<std::size_t>(b) * Codes::kBlockBytes;
+    prefetch_for_decode<2 * Codes::kBlockBytes>(block);
     acc0 = AddBlock<Codes>(block, x, b, acc0, min0);
     acc1 = AddBlock<Codes>(block + Codes::kBlockBytes, x, b + 1, acc1, min1);
   }

@@ -23,7 +23,8 @@ Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
     case GgmlType::Q3_K: return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
     case GgmlType::Q6_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-      if (ByteKernelsSupported()) return &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesx4<&DotQ6_Kx4>>;
+      if (ByteKernelsSupported())
+        return &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesGroup<&DotQ6_Kx4>, kByteKernelGroup>;
 #endif
       return &Q8MatmulRowsLoop<&DotQ6_K, &DotQ6_Kx4>;
     default:

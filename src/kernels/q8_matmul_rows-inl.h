@@ -22,8 +22,8 @@ namespace piquant {
 namespace HWY_NAMESPACE {
 
 using Q8Dot = float (*)(const std::uint8_t* row, const Q8Row& x, std::int64_t cols);
-// The same row against 4 tokens at once: out[i] = Dot(row, x[i], cols). Each weight
-// block is decoded once for the 4 (prompts).
+// The same row against a group of tokens at once (4 unless the row loop says otherwise):
+// out[i] = Dot(row, x[i], cols). Each weight block is decoded once for the group (prompts).
 using Q8Dot4 = void (*)(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out);
 
 // Tokens are taken in chunks whose activations (int16) fill about this much of L2, so
@@ -35,13 +35,22 @@ constexpr std::int64_t kQ8ActivationChunkBytes = 256 * 1024;
 // would stream the chunk's activations from L2 again.
 constexpr std::int64_t kQ8RowBlockBytes = 64 * 1024;
 
-// Groups of 4 tokens go through Dot4 when kHasDot4, the rest through Dot.
-template <Q8Dot Dot, Q8Dot4 Dot4, bool kHasDot4>
+// Two consecutive rows (row, row + row_bytes) against a group of tokens: out[0..group)
+// for the first row, out[group..2·group) for the second. Each activation vector loaded
+// serves both rows.
+using Q8Dot2Rows = void (*)(const std::uint8_t* row, std::size_t row_bytes, const Q8Row* x, std::int64_t cols,
+                            float* out);
+
+// Groups of kGroup tokens go through DotN (kGroup = 0: none), or through Dot2Rows two rows
+// at a time where given; the rest through Dot.
+template <Q8Dot Dot, Q8Dot4 DotN, int kGroup, Q8Dot2Rows Dot2Rows = nullptr>
 HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                     std::int64_t r_end) {
   const std::int64_t n_tokens = x.n_tokens();
-  const std::int64_t chunk =
-      std::max<std::int64_t>(4, kQ8ActivationChunkBytes / std::max<std::int64_t>(1, 2 * w.cols) / 4 * 4);
+  constexpr std::int64_t kChunkMultiple = kGroup > 0 ? kGroup : 1;
+  const std::int64_t chunk = std::max<std::int64_t>(
+      kChunkMultiple,
+      kQ8ActivationChunkBytes / std::max<std::int64_t>(1, 2 * w.cols) / kChunkMultiple * kChunkMultiple);
   const std::int64_t row_block =
       std::max<std::int64_t>(1, kQ8RowBlockBytes / std::max<std::int64_t>(1, static_cast<std::int64_t>(w.row_bytes)));
   for (std::int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
@@ -49,13 +58,25 @@ HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x,
     for (std::int64_t rb = r_begin; rb < r_end; rb += row_block) {
       const std::int64_t re = std::min(r_end, rb + row_block);
       std::int64_t t = t0;
-      if constexpr (kHasDot4) {
-        for (; t + 4 <= t1; t += 4) {
-          const Q8Row xs[4] = {x.token(t), x.token(t + 1), x.token(t + 2), x.token(t + 3)};
-          for (std::int64_t r = rb; r < re; ++r) {
-            float out[4];
-            Dot4(w.row(r), xs, w.cols, out);
-            for (int i = 0; i < 4; ++i) y[(t + i) * w.rows + r] = out[i];
+      if constexpr (kGroup > 0) {
+        for (; t + kGroup <= t1; t += kGroup) {
+          Q8Row xs[kGroup];
+          for (int i = 0; i < kGroup; ++i) xs[i] = x.token(t + i);
+          std::int64_t r = rb;
+          if constexpr (Dot2Rows != nullptr) {
+            for (; r + 2 <= re; r += 2) {
+              float out[2 * kGroup];
+              Dot2Rows(w.row(r), w.row_bytes, xs, w.cols, out);
+              for (int i = 0; i < kGroup; ++i) {
+                y[(t + i) * w.rows + r] = out[i];
+                y[(t + i) * w.rows + r + 1] = out[kGroup + i];
+              }
+            }
+          }
+          for (; r < re; ++r) {
+            float out[kGroup];
+            DotN(w.row(r), xs, w.cols, out);
+            for (int i = 0; i < kGroup; ++i) y[(t + i) * w.rows + r] = out[i];
           }
         }
       }
@@ -71,14 +92,14 @@ HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x,
 template <Q8Dot Dot>
 HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                    std::int64_t r_end) {
-  Q8MatmulRowsChunked<Dot, nullptr, false>(w, x, y, r_begin, r_end);
+  Q8MatmulRowsChunked<Dot, nullptr, 0>(w, x, y, r_begin, r_end);
 }
 
-// A type with a 4-token kernel for prompts as well.
-template <Q8Dot Dot, Q8Dot4 Dot4>
+// A type with a kernel for groups of kGroup tokens as well (prompts): Dot4 takes 4.
+template <Q8Dot Dot, Q8Dot4 DotN, int kGroup = 4, Q8Dot2Rows Dot2Rows = nullptr>
 HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                    std::int64_t r_end) {
-  Q8MatmulRowsChunked<Dot, Dot4, true>(w, x, y, r_begin, r_end);
+  Q8MatmulRowsChunked<Dot, DotN, kGroup, Dot2Rows>(w, x, y, r_begin, r_end);
 }
 
 }  // namespace HWY_NAMESPACE

@@ -103,8 +103,8 @@ std::vector<double> term_magnitudes(const Row& r) {
 
 // Every token of `tokens` (n × cols floats) against the reference, with activations
 // quantized both ways a kernel may see them: Q8_K (one scale per 256 columns, what
-// llama.cpp pairs with these types) and Q8_0 (a scale per 32 columns). n ≥ 4 sends the
-// first tokens through the 4-token kernel, the rest through the 1-token one.
+// llama.cpp pairs with these types) and Q8_0 (a scale per 32 columns). Whole groups of
+// tokens (4, or 8 on AVX-512) go through the group kernel, the rest through the 1-token one.
 void expect_tokens_match_reference(const Row& r, const std::vector<float>& tokens) {
   const std::int64_t n = static_cast<std::int64_t>(tokens.size()) / r.cols;
   std::vector<float> w(static_cast<std::size_t>(r.cols)), xq(static_cast<std::size_t>(r.cols));
@@ -135,9 +135,10 @@ void expect_tokens_match_reference(const Row& r, const std::vector<float>& token
   }
 }
 
-// x as 5 tokens (4-token kernel, then 1-token kernel), each with its own scales: x, all
-// zeros, -2.5x, x times 1, 2 or 3 per block of 32 with every fourth block zeroed (Q8_0
-// scales that differ per block and from the other tokens'), and x again.
+// x as 5 tokens, each with its own scales: x, all zeros, -2.5x, x times 1, 2 or 3 per
+// block of 32 with every fourth block zeroed (Q8_0 scales that differ per block and from
+// the other tokens'), and x again; then the 5 once more. The 10 tokens pass through each
+// target's group kernel (groups of 4, or 8 on AVX-512) and the 1-token kernel.
 void expect_matches_reference(const Row& r, const std::vector<float>& x) {
   std::vector<float> tokens;
   tokens.insert(tokens.end(), x.begin(), x.end());
@@ -147,6 +148,8 @@ void expect_matches_reference(const Row& r, const std::vector<float>& x) {
     tokens.push_back((i / 32) % 4 == 3 ? 0.0f : x[i] * static_cast<float>(1 + (i / 32) % 3));
   }
   tokens.insert(tokens.end(), x.begin(), x.end());
+  const std::vector<float> five = tokens;
+  tokens.insert(tokens.end(), five.begin(), five.end());
   expect_tokens_match_reference(r, tokens);
 }
 

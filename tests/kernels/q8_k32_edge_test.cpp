@@ -166,8 +166,8 @@ TEST_P(Q8K32Edge, HandWorkedBlock) {
   });
 }
 
-// Prompts: tokens go through the kernel 4 at a time (each weight block decoded once for
-// the 4) and the leftovers one by one. Every token of every row must match its own
+// Prompts: tokens go through the kernel in groups (4, or 8 on AVX-512; each weight block
+// decoded once per group) and the leftovers one by one. Every token of every row must match its own
 // reference, so a mixed-up token, scale or min term shows.
 void expect_tokens_match_reference(GgmlType type, const std::vector<std::uint8_t>& rows, std::int64_t n_rows,
                                    const std::vector<std::vector<float>>& tokens, Q8Blocks blocks) {
@@ -235,6 +235,12 @@ TEST_P(Q8K32Edge, FourTokensAtOnceAndLeftovers) {
   // Q8_0 activations (a scale per 32 columns rather than per 256): the 4-token kernel
   // splits d·sc·dx only where dx is the same over a super-block, so these take its other path.
   expect_tokens_match_reference(type, rows, n_rows, tokens, Q8Blocks::Q8_0);
+  // 14 tokens: a group of 8 (AVX-512's group kernel, rows 0-1 as a pair, row 2 alone) or
+  // groups of 4 elsewhere, then leftovers.
+  std::vector<std::vector<float>> twice = tokens;
+  twice.insert(twice.end(), tokens.begin(), tokens.end());
+  expect_tokens_match_reference(type, rows, n_rows, twice, Q8Blocks::Q8_K);
+  expect_tokens_match_reference(type, rows, n_rows, twice, Q8Blocks::Q8_0);
 }
 
 TEST_P(Q8K32Edge, FourTokensOverLongRows) {
@@ -251,6 +257,15 @@ TEST_P(Q8K32Edge, FourTokensOverLongRows) {
   std::vector<std::vector<float>> tokens;
   for (int t = 0; t < 8; ++t) tokens.push_back(random_activations(cols, rng));
   expect_tokens_match_reference(type, row, 1, tokens, Q8Blocks::Q8_K);
+  // Two such rows: AVX-512 takes them as a pair.
+  std::vector<std::uint8_t> two_rows = row;
+  const auto other = make_row(type, cols, [&](std::size_t, std::uint8_t* b) {
+    for (std::size_t k = 0; k < block_bytes(type); ++k) b[k] = static_cast<std::uint8_t>(rng());
+    put_f16(b, 0.02f);
+    put_f16(b + 2, 0.001f);
+  });
+  two_rows.insert(two_rows.end(), other.begin(), other.end());
+  expect_tokens_match_reference(type, two_rows, 2, tokens, Q8Blocks::Q8_K);
   // Q8_0 activations whose scales are all equal over the first chunk of 16 super-blocks
   // (values ±2) and vary after it: the kernel changes path in the middle of the row.
   for (std::size_t t = 0; t < tokens.size(); ++t)

@@ -201,6 +201,37 @@ TEST(Q8Activations, Q8_KBlocksMapTheSignedExtremeToMinus127) {
   EXPECT_THROW(q.quantize(x.data(), 1, 128, Q8Blocks::Q8_K), Error);
 }
 
+// The codes against libm's rounding (std::nearbyint, ties to even) of the same products,
+// on random blocks with halves and outliers.
+TEST(Q8Activations, CodesAreTheProductsRoundedToNearestEven) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(4 * 256);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = i % 7 == 0 ? std::round(normal(rng) * 40.0f) / 2.0f : normal(rng);
+  Q8Activations q;
+  q.quantize(x.data(), 4, 256, Q8Blocks::Q8_0);
+  for (std::size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * b + i]));
+    const float mul = 127.0f / amax;
+    for (int i = 0; i < 32; ++i) {
+      const std::size_t k = 32 * b + i;
+      ASSERT_EQ(q.token(static_cast<std::int64_t>(k / 256)).values[k % 256], std::nearbyint(x[k] * mul)) << k;
+    }
+  }
+  q.quantize(x.data(), 4, 256, Q8Blocks::Q8_K);
+  for (std::size_t b = 0; b < 4; ++b) {
+    float extreme = 0.0f;
+    for (int i = 0; i < 256; ++i)
+      if (std::fabs(x[256 * b + i]) > std::fabs(extreme)) extreme = x[256 * b + i];
+    const float iscale = -127.0f / extreme;
+    for (int i = 0; i < 256; ++i) {
+      const float expected = std::min(127.0f, std::nearbyint(iscale * x[256 * b + i]));
+      ASSERT_EQ(q.token(static_cast<std::int64_t>(b)).values[i], expected) << b << " " << i;
+    }
+  }
+}
+
 TEST(Q8Activations, RejectsColumnsThatAreNotWholeBlocks) {
   Q8Activations q;
   const std::vector<float> x(48, 1.0f);
