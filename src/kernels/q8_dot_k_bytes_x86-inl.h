@@ -297,7 +297,8 @@ HWY_NOINLINE void DotQ4_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std
   k_bytes::DotQ4KWidest<kByteKernelGroup>(row, x, cols, out);
 }
 
-// Two rows at a time (512-bit target only; elsewhere nullptr).
+// Two consecutive rows: one tile on the 512-bit target (each activation load serves both
+// rows); on AVX2 the rows one after the other.
 template <Q8Dot4 Fallback4>
 HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_bytes, const Q8Row* x, std::int64_t cols,
                                     float* out) {

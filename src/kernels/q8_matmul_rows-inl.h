@@ -42,8 +42,9 @@ using Q8Dot2Rows = void (*)(const std::uint8_t* row, std::size_t row_bytes, cons
                             float* out);
 
 // Groups of kGroup tokens go through DotN (kGroup = 0: none), or through Dot2Rows two rows
-// at a time where given; the rest through Dot.
-template <Q8Dot Dot, Q8Dot4 DotN, int kGroup, Q8Dot2Rows Dot2Rows = nullptr>
+// at a time when kTwoRows; the rest through Dot. (Flags rather than tests of the function
+// pointers against nullptr: GCC cannot evaluate those at compile time under -fsanitize=undefined.)
+template <Q8Dot Dot, Q8Dot4 DotN, int kGroup, Q8Dot2Rows Dot2Rows, bool kTwoRows>
 HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                     std::int64_t r_end) {
   const std::int64_t n_tokens = x.n_tokens();
@@ -63,7 +64,7 @@ HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x,
           Q8Row xs[kGroup];
           for (int i = 0; i < kGroup; ++i) xs[i] = x.token(t + i);
           std::int64_t r = rb;
-          if constexpr (Dot2Rows != nullptr) {
+          if constexpr (kTwoRows) {
             for (; r + 2 <= re; r += 2) {
               float out[2 * kGroup];
               Dot2Rows(w.row(r), w.row_bytes, xs, w.cols, out);
@@ -92,14 +93,21 @@ HWY_INLINE void Q8MatmulRowsChunked(const MatrixView& w, const Q8Activations& x,
 template <Q8Dot Dot>
 HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                    std::int64_t r_end) {
-  Q8MatmulRowsChunked<Dot, nullptr, 0>(w, x, y, r_begin, r_end);
+  Q8MatmulRowsChunked<Dot, nullptr, 0, nullptr, false>(w, x, y, r_begin, r_end);
 }
 
 // A type with a kernel for groups of kGroup tokens as well (prompts): Dot4 takes 4.
-template <Q8Dot Dot, Q8Dot4 DotN, int kGroup = 4, Q8Dot2Rows Dot2Rows = nullptr>
+template <Q8Dot Dot, Q8Dot4 DotN, int kGroup = 4>
 HWY_NOINLINE void Q8MatmulRowsLoop(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                    std::int64_t r_end) {
-  Q8MatmulRowsChunked<Dot, DotN, kGroup, Dot2Rows>(w, x, y, r_begin, r_end);
+  Q8MatmulRowsChunked<Dot, DotN, kGroup, nullptr, false>(w, x, y, r_begin, r_end);
+}
+
+// ... and one for two rows × a group of tokens.
+template <Q8Dot Dot, Q8Dot4 DotN, int kGroup, Q8Dot2Rows Dot2Rows>
+HWY_NOINLINE void Q8MatmulRowsLoopTwoRows(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
+                                          std::int64_t r_end) {
+  Q8MatmulRowsChunked<Dot, DotN, kGroup, Dot2Rows, true>(w, x, y, r_begin, r_end);
 }
 
 }  // namespace HWY_NAMESPACE
