@@ -10,6 +10,13 @@ namespace piquant {
 namespace {
 
 constexpr std::int64_t kQ8KBlock = 256;
+// Only x86's AVX-512 Q4_K kernel reads values8_interleaved: other architectures skip the
+// copy (per token, per matmul).
+#if defined(__x86_64__)
+constexpr bool kFillInterleaved = true;
+#else
+constexpr bool kFillInterleaved = false;
+#endif
 
 // Round to nearest, ties to even (what both of llama.cpp's roundings give); NaN gives 0.
 // Adding and subtracting 1.5·2^23 rounds in the FPU's default mode (ties to even) for
@@ -102,7 +109,7 @@ void Q8Activations::prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks b
   const auto n = static_cast<std::size_t>(n_tokens * cols);
   values_.resize(n);
   values8_.resize(n);
-  values8_interleaved_.resize(blocks == Q8Blocks::Q8_K ? n : 0);
+  values8_interleaved_.resize(blocks == Q8Blocks::Q8_K && kFillInterleaved ? n : 0);
   scales_.resize(n / kQ8ActivationBlock);
   sums16_.resize(n / 16);
   sums16_i16_.resize(n / 16);
@@ -120,7 +127,7 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
     std::fill_n(scales_.data() + b * per_block, per_block, scale);
     std::int8_t* q8 = values8_.data() + b * block;
     for (std::int64_t i = 0; i < block; ++i) q8[i] = static_cast<std::int8_t>(q[i]);
-    if (blocks_ == Q8Blocks::Q8_K) {
+    if (blocks_ == Q8Blocks::Q8_K && kFillInterleaved) {
       // Piece 4i + j (16 bytes) goes to position 4j + i.
       std::int8_t* interleaved = values8_interleaved_.data() + b * block;
       for (int piece = 0; piece < 16; ++piece)
@@ -144,7 +151,7 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
 Q8Row Q8Activations::token(std::int64_t t) const {
   const auto base = static_cast<std::size_t>(t * cols_);
   return {values_.data() + base, values8_.data() + base,
-          blocks_ == Q8Blocks::Q8_K ? values8_interleaved_.data() + base : nullptr, scales_.data() + base / kQ8ActivationBlock,
+          blocks_ == Q8Blocks::Q8_K && kFillInterleaved ? values8_interleaved_.data() + base : nullptr, scales_.data() + base / kQ8ActivationBlock,
           sums16_.data() + base / 16, sums16_i16_.data() + base / 16, block_sums_.data() + base / kQ8ActivationBlock, blocks_ == Q8Blocks::Q8_K};
 }
 

@@ -32,7 +32,7 @@ Q8Blocks q8_blocks_for(GgmlType weight_type);
 struct Q8Row {
   const std::int16_t* values;  // cols values, each in [-128, 127]
   const std::int8_t* values8;  // the same values as bytes (kernels built on byte multiply-adds)
-  // Q8_K only (else null): values8 with each 256-column block's 16-byte pieces in the
+  // Q8_K on x86 only (else null): values8 with each 256-column block's 16-byte pieces in the
   // order 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, the order in which x86's
   // 512-bit Q4_K kernel meets them (q8_dot_k_bytes_avx512-inl.h).
   const std::int8_t* values8_interleaved;

@@ -297,8 +297,8 @@ HWY_NOINLINE void DotQ4_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std
   k_bytes::DotQ4KWidest<kByteKernelGroup>(row, x, cols, out);
 }
 
-// Two consecutive rows: one tile on the 512-bit target (each activation load serves both
-// rows); on AVX2 the rows one after the other.
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+// Two consecutive rows as one tile (each activation load serves both rows).
 template <Q8Dot4 Fallback4>
 HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_bytes, const Q8Row* x, std::int64_t cols,
                                     float* out) {
@@ -307,13 +307,9 @@ HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_byt
     k_bytes::FallbackGroup<Fallback4>(row + row_bytes, x, cols, out + kByteKernelGroup);
     return;
   }
-#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
   k_bytes::k_bytes512::DotQ4KTile<2, kByteKernelGroup>(row, row_bytes, x, cols, out);
-#else
-  k_bytes::DotQ4KWidest<kByteKernelGroup>(row, x, cols, out);
-  k_bytes::DotQ4KWidest<kByteKernelGroup>(row + row_bytes, x, cols, out + kByteKernelGroup);
-#endif
 }
+#endif
 
 template <Q8Dot4 Fallback4>
 HWY_NOINLINE void DotQ6_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {

@@ -22,8 +22,12 @@ Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
     case GgmlType::Q4_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
       if (ByteKernelsSupported()) {
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
         return &Q8MatmulRowsLoopTwoRows<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>, kByteKernelGroup,
                                         &DotQ4_KBytes2Rows<&DotQ4_Kx4>>;
+#else
+        return &Q8MatmulRowsLoop<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>, kByteKernelGroup>;
+#endif
       }
 #endif
       return &Q8MatmulRowsLoop<&DotQ4_K, &DotQ4_Kx4>;
