@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -17,6 +18,8 @@ constexpr bool kFillInterleaved = true;
 #else
 constexpr bool kFillInterleaved = false;
 #endif
+// The same holds for the token tiles, read by x86's AVX-512 prompt kernels.
+constexpr bool kFillTokenTiles = kFillInterleaved;
 
 // Round to nearest, ties to even (what both of llama.cpp's roundings give); NaN gives 0.
 // Adding and subtracting 1.5·2^23 rounds in the FPU's default mode (ties to even) for
@@ -114,6 +117,43 @@ void Q8Activations::prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks b
   sums16_.resize(n / 16);
   sums16_i16_.resize(n / 16);
   block_sums_.resize(n / kQ8ActivationBlock);
+
+  n_tiles_ = blocks == Q8Blocks::Q8_K && kFillTokenTiles && n_tokens >= kQ8TileTokens
+                 ? (n_tokens + kQ8TileTokens - 1) / kQ8TileTokens
+                 : 0;
+  const auto tiled = static_cast<std::size_t>(n_tiles_ * kQ8TileTokens * cols);
+  tile_values_.resize(tiled);
+  tile_scales_.resize(tiled / kQ8KBlock);
+  tile_block_sums_.resize(tiled / kQ8ActivationBlock);
+  tile_offsets16_.resize(tiled / 16);
+  if (n_tokens % kQ8TileTokens != 0 && n_tiles_ > 0) {
+    // The last tile's absent tokens: zeros (never written by quantize_tokens).
+    const auto last = static_cast<std::size_t>((n_tiles_ - 1) * kQ8TileTokens * cols);
+    std::fill(tile_values_.begin() + static_cast<std::ptrdiff_t>(last), tile_values_.end(), std::int8_t{0});
+    std::fill(tile_scales_.begin() + static_cast<std::ptrdiff_t>(last / kQ8KBlock), tile_scales_.end(), 0.0f);
+    std::fill(tile_block_sums_.begin() + static_cast<std::ptrdiff_t>(last / kQ8ActivationBlock),
+              tile_block_sums_.end(), 0.0f);
+    std::fill(tile_offsets16_.begin() + static_cast<std::ptrdiff_t>(last / 16), tile_offsets16_.end(), 0);
+  }
+}
+
+// Copies block `block` (256 columns of one token, already quantized) into its tile's lane.
+void Q8Activations::fill_token_tiles(std::int64_t block) {
+  const std::int64_t t = block * kQ8KBlock / cols_, c0 = block * kQ8KBlock % cols_;
+  const std::int64_t tile = t / kQ8TileTokens, lane = t % kQ8TileTokens;
+  const std::int64_t tile_cols = kQ8TileTokens * cols_;  // elements per tile
+  const std::int8_t* q8 = values8_.data() + block * kQ8KBlock;
+  std::int8_t* values = tile_values_.data() + tile * tile_cols + c0 * kQ8TileTokens + 4 * lane;
+  for (std::int64_t k = 0; k < kQ8KBlock / 4; ++k) std::memcpy(values + k * 4 * kQ8TileTokens, q8 + 4 * k, 4);
+  const auto at = [&](std::int64_t group, std::int64_t index) {
+    return static_cast<std::size_t>(tile * tile_cols / group + (c0 / group + index) * kQ8TileTokens + lane);
+  };
+  tile_scales_[at(kQ8KBlock, 0)] = scales_[static_cast<std::size_t>(block * kQ8KBlock / kQ8ActivationBlock)];
+  for (std::int64_t j = 0; j < kQ8KBlock / kQ8ActivationBlock; ++j)
+    tile_block_sums_[at(kQ8ActivationBlock, j)] =
+        block_sums_[static_cast<std::size_t>(block * kQ8KBlock / kQ8ActivationBlock + j)];
+  for (std::int64_t g = 0; g < kQ8KBlock / 16; ++g)
+    tile_offsets16_[at(16, g)] = -32 * sums16_[static_cast<std::size_t>(block * kQ8KBlock / 16 + g)];
 }
 
 void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::int64_t t_end) {
@@ -145,6 +185,7 @@ void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::i
                            ? q8_1_sum
                            : scale * static_cast<float>(sums16_[2 * i] + sums16_[2 * i + 1]);
     }
+    if (n_tiles_ > 0) fill_token_tiles(b);
   }
 }
 
@@ -153,6 +194,13 @@ Q8Row Q8Activations::token(std::int64_t t) const {
   return {values_.data() + base, values8_.data() + base,
           blocks_ == Q8Blocks::Q8_K && kFillInterleaved ? values8_interleaved_.data() + base : nullptr, scales_.data() + base / kQ8ActivationBlock,
           sums16_.data() + base / 16, sums16_i16_.data() + base / 16, block_sums_.data() + base / kQ8ActivationBlock, blocks_ == Q8Blocks::Q8_K};
+}
+
+Q8TokenTile Q8Activations::token_tile(std::int64_t i) const {
+  const auto base = static_cast<std::size_t>(i * kQ8TileTokens * cols_);
+  return {tile_values_.data() + base, tile_scales_.data() + base / kQ8KBlock,
+          tile_block_sums_.data() + base / kQ8ActivationBlock, tile_offsets16_.data() + base / 16,
+          std::min(kQ8TileTokens, n_tokens_ - i * kQ8TileTokens)};
 }
 
 void Q8Activations::dequantize(std::int64_t t, float* out) const {

@@ -43,6 +43,20 @@ struct Q8Row {
   bool scale_per_256;          // Q8_K: the scale is the same for each 256 columns (8 blocks)
 };
 
+// Q8_K activations of up to 16 tokens side by side, for x86's prompt kernels
+// (q8_token_tiles_avx512-inl.h). Those multiply 4 weight codes of one row, broadcast, with
+// the same 4 columns of 16 tokens at once, so each token's products land in its own int32
+// lane: no horizontal sums, and one float multiply-add per sub-block covers 16 tokens.
+inline constexpr std::int64_t kQ8TileTokens = 16;
+
+struct Q8TokenTile {
+  const std::int8_t* values;      // cols / 4 groups of 64 bytes: group k, bytes [4l, 4l + 4) = token l's columns [4k, 4k + 4)
+  const float* scales;            // cols / 256 × 16: super-block s, lane l = token l's scale
+  const float* block_sums;        // cols / 32 × 16: scale · Σq of each 32 columns (Q4_K's min term)
+  const std::int32_t* offsets16;  // cols / 16 × 16: −32 · Σq of each 16 columns (Q6_K's code offset)
+  std::int64_t n_tokens;          // tokens present, ≤ 16; the lanes of absent ones hold zeros
+};
+
 class Q8Activations {
  public:
   // Sizes the storage for n_tokens × cols (cols a multiple of the scheme's block: 32 or
@@ -59,13 +73,19 @@ class Q8Activations {
   std::int64_t n_tokens() const { return n_tokens_; }
   std::int64_t cols() const { return cols_; }
   Q8Row token(std::int64_t t) const;
+  // Tokens [16i, 16i + 16) as one tile. Filled for Q8_K blocks on x86 when there are at
+  // least 16 tokens (prompts); otherwise there are none.
+  std::int64_t n_token_tiles() const { return n_tiles_; }
+  Q8TokenTile token_tile(std::int64_t i) const;
 
   // scale · q for token t: exactly the activations the integer kernels multiply with
   // (the reference the kernels are tested against).
   void dequantize(std::int64_t t, float* out) const;
 
  private:
-  std::int64_t n_tokens_ = 0, cols_ = 0;
+  void fill_token_tiles(std::int64_t block);
+
+  std::int64_t n_tokens_ = 0, cols_ = 0, n_tiles_ = 0;
   Q8Blocks blocks_ = Q8Blocks::Q8_0;
   std::vector<std::int16_t> values_;
   std::vector<std::int8_t> values8_;
@@ -74,6 +94,9 @@ class Q8Activations {
   std::vector<std::int32_t> sums16_;
   std::vector<std::int16_t> sums16_i16_;
   std::vector<float> block_sums_;
+  std::vector<std::int8_t> tile_values_;
+  std::vector<float> tile_scales_, tile_block_sums_;
+  std::vector<std::int32_t> tile_offsets16_;
 };
 
 }  // namespace piquant

@@ -25,12 +25,15 @@
 #define PIQUANT_KERNELS_Q8_DOT_K_BYTES_X86_INL_H_
 #endif
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "hwy/highway.h"
 #include "kernels/decode_prefetch.h"
 #include "kernels/q8_activations.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/q8_matmul_rows-inl.h"
 #include "quant/block_formats.h"
 
@@ -232,6 +235,7 @@ HWY_INLINE void DotQ6KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
 
 #if PIQUANT_BYTE_K_KERNELS_USE_VNNI
 #include "kernels/q8_dot_k_bytes_avx512-inl.h"
+#include "kernels/q8_token_tiles_avx512-inl.h"
 #endif
 
 // out[t] = row · x[t], in this target's widest vectors.
@@ -308,6 +312,17 @@ HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_byt
     return;
   }
   k_bytes::k_bytes512::DotQ4KTile<2, kByteKernelGroup>(row, row_bytes, x, cols, out);
+}
+#endif
+
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+// Activations in token tiles (prompts of 16+ tokens) through the tile kernels of Format
+// (k_tiles::Q4K, Q6K); the rest through Rows.
+template <class Format, Q8MatmulRows Rows>
+HWY_NOINLINE void TokenTilesOr(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
+                               std::int64_t r_end) {
+  if (x.n_token_tiles() == 0) return Rows(w, x, y, r_begin, r_end);
+  k_bytes::k_tiles::TokenTileRows<Format>(w, x, y, r_begin, r_end);
 }
 #endif
 

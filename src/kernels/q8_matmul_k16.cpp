@@ -23,8 +23,14 @@ Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
     case GgmlType::Q3_K: return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
     case GgmlType::Q6_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-      if (ByteKernelsSupported())
+      if (ByteKernelsSupported()) {
+#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
+        return &TokenTilesOr<k_bytes::k_tiles::Q6K,
+                             &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesGroup<&DotQ6_Kx4>, kByteKernelGroup>>;
+#else
         return &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesGroup<&DotQ6_Kx4>, kByteKernelGroup>;
+#endif
+      }
 #endif
       return &Q8MatmulRowsLoop<&DotQ6_K, &DotQ6_Kx4>;
     default:

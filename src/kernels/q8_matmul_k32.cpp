@@ -23,8 +23,9 @@ Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
 #if PIQUANT_HAVE_BYTE_K_KERNELS
       if (ByteKernelsSupported()) {
 #if PIQUANT_BYTE_K_KERNELS_USE_VNNI
-        return &Q8MatmulRowsLoopTwoRows<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>, kByteKernelGroup,
-                                        &DotQ4_KBytes2Rows<&DotQ4_Kx4>>;
+        return &TokenTilesOr<k_bytes::k_tiles::Q4K,
+                             &Q8MatmulRowsLoopTwoRows<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>,
+                                                      kByteKernelGroup, &DotQ4_KBytes2Rows<&DotQ4_Kx4>>>;
 #else
         return &Q8MatmulRowsLoop<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>, kByteKernelGroup>;
 #endif

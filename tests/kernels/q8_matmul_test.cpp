@@ -86,8 +86,9 @@ TEST_P(Q8Matmul, MatchesDequantizedReferenceOnEveryTarget) {
   for (const std::int64_t cols : {block, 2 * block, 5 * block, 16 * block + block}) {
     for (const std::int64_t rows : {1, 7, 37}) {
       const QuantMatrix w = random_matrix(type, rows, cols, rng);
-      // 4+ tokens: the 4-token kernels, then the rest one by one.
-      for (const std::int64_t tokens : {1, 2, 3, 4, 9}) {
+      // 4+ tokens: the 4-token kernels, then the rest one by one; 16+: x86's token tiles
+      // (one full, one partial).
+      for (const std::int64_t tokens : {1, 2, 3, 4, 9, 16, 21}) {
         SCOPED_TRACE(ggml_type_name(type) + " rows " + std::to_string(rows) + " cols " + std::to_string(cols) +
                      " tokens " + std::to_string(tokens));
         const std::vector<float> x = random_activations(tokens * cols, rng);
