@@ -44,9 +44,10 @@ struct Q8Row {
 };
 
 // Q8_K activations of up to 16 tokens side by side, for x86's prompt kernels
-// (q8_token_tiles_avx512-inl.h). Those multiply 4 weight codes of one row, broadcast, with
-// the same 4 columns of 16 tokens at once, so each token's products land in its own int32
-// lane: no horizontal sums, and one float multiply-add per sub-block covers 16 tokens.
+// (q8_token_tiles_*-inl.h). Those multiply 4 weight codes of one row, broadcast, with the
+// same 4 columns of 16 tokens (8 on AVX2) at once, so each token's products land in its
+// own int32 lane: no horizontal sums, and one float multiply-add per sub-block covers all
+// of them.
 inline constexpr std::int64_t kQ8TileTokens = 16;
 
 struct Q8TokenTile {

@@ -233,9 +233,12 @@ HWY_INLINE void DotQ6KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_
   for (int t = 0; t < kTokens; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
+#include "kernels/q8_token_tiles_x86-inl.h"
 #if PIQUANT_BYTE_K_KERNELS_USE_VNNI
 #include "kernels/q8_dot_k_bytes_avx512-inl.h"
 #include "kernels/q8_token_tiles_avx512-inl.h"
+#else
+#include "kernels/q8_token_tiles_avx2-inl.h"
 #endif
 
 // out[t] = row · x[t], in this target's widest vectors.
@@ -315,7 +318,6 @@ HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_byt
 }
 #endif
 
-#if PIQUANT_BYTE_K_KERNELS_USE_VNNI
 // Activations in token tiles (prompts of 16+ tokens) through the tile kernels of Format
 // (k_tiles::Q4K, Q6K); the rest through Rows.
 template <class Format, Q8MatmulRows Rows>
@@ -324,7 +326,6 @@ HWY_NOINLINE void TokenTilesOr(const MatrixView& w, const Q8Activations& x, floa
   if (x.n_token_tiles() == 0) return Rows(w, x, y, r_begin, r_end);
   k_bytes::k_tiles::TokenTileRows<Format>(w, x, y, r_begin, r_end);
 }
-#endif
 
 template <Q8Dot4 Fallback4>
 HWY_NOINLINE void DotQ6_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {

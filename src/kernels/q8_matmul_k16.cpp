@@ -28,7 +28,8 @@ Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
         return &TokenTilesOr<k_bytes::k_tiles::Q6K,
                              &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesGroup<&DotQ6_Kx4>, kByteKernelGroup>>;
 #else
-        return &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesGroup<&DotQ6_Kx4>, kByteKernelGroup>;
+        return &TokenTilesOr<k_bytes::k_tiles::Q6K,
+                             &Q8MatmulRowsLoop<&DotQ6_KBytes<&DotQ6_K>, &DotQ6_KBytesGroup<&DotQ6_Kx4>, kByteKernelGroup>>;
 #endif
       }
 #endif

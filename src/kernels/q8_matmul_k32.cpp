@@ -27,7 +27,8 @@ Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
                              &Q8MatmulRowsLoopTwoRows<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>,
                                                       kByteKernelGroup, &DotQ4_KBytes2Rows<&DotQ4_Kx4>>>;
 #else
-        return &Q8MatmulRowsLoop<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>, kByteKernelGroup>;
+        return &TokenTilesOr<k_bytes::k_tiles::Q4K,
+                             &Q8MatmulRowsLoop<&DotQ4_KBytes<&DotQ4_K>, &DotQ4_KBytesGroup<&DotQ4_Kx4>, kByteKernelGroup>>;
 #endif
       }
 #endif
