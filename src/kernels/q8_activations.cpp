@@ -142,6 +142,32 @@ void Q8Activations::prepare(std::int64_t n_tokens, std::int64_t cols, Q8Blocks b
   }
 }
 
+std::uint64_t Q8Activations::storage_bytes(std::uint64_t n_tokens, std::uint64_t cols) {
+  const std::uint64_t padded_tokens = (n_tokens / kQ8TileTokens + 1) * kQ8TileTokens;
+  std::uint64_t n, tiled;
+  if (__builtin_mul_overflow(n_tokens, cols, &n) || __builtin_mul_overflow(padded_tokens, cols, &tiled))
+    return UINT64_MAX;
+  // Bytes per 16 values. Rows: an int16, a byte and an interleaved byte per value, two
+  // sums (int32, int16) per 16, a scale and a block sum (floats) per 32. Tiles: a byte per
+  // value, a 4-byte offset per 16, block sum per 32 and scale per 256 (rounded up).
+  const std::uint64_t parts[] = {n / 16, tiled / 16};
+  const std::uint64_t per_16[] = {4 * 16 + (4 + 2) + 8 / 2, 16 + 4 + 4 / 2 + 1};
+  std::uint64_t total = 0;
+  for (int i = 0; i < 2; ++i) {
+    std::uint64_t bytes;
+    if (__builtin_mul_overflow(parts[i] + 1, per_16[i], &bytes) || __builtin_add_overflow(total, bytes, &total))
+      return UINT64_MAX;
+  }
+  return total;
+}
+
+std::uint64_t Q8Activations::held_bytes() const {
+  const auto bytes = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+  return bytes(values_) + bytes(values8_) + bytes(values8_interleaved_) + bytes(scales_) + bytes(sums16_) +
+         bytes(sums16_i16_) + bytes(block_sums_) + bytes(tile_values_) + bytes(tile_scales_) + bytes(tile_block_sums_) +
+         bytes(tile_offsets16_);
+}
+
 // Copies block `block` (256 columns of one token, already quantized) into its tile's lane.
 void Q8Activations::fill_token_tiles(std::int64_t block) {
   const std::int64_t t = block * kQ8KBlock / cols_, c0 = block * kQ8KBlock % cols_;

@@ -71,6 +71,13 @@ class Q8Activations {
     quantize_tokens(x, 0, n_tokens);
   }
 
+  // An upper bound on the bytes prepare(n_tokens, cols, ·) allocates (all layouts, the
+  // last token tile padded), for memory planning; UINT64_MAX if it overflows.
+  static std::uint64_t storage_bytes(std::uint64_t n_tokens, std::uint64_t cols);
+
+  // Bytes held now (the buffers' capacities).
+  std::uint64_t held_bytes() const;
+
   std::int64_t n_tokens() const { return n_tokens_; }
   std::int64_t cols() const { return cols_; }
   Q8Row token(std::int64_t t) const;

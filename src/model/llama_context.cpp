@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/q8_activations.h"
 #include "kernels/rope.h"
 #include "kernels/vector_ops.h"
 
@@ -123,7 +124,14 @@ std::uint64_t LlamaContext::scratch_bytes(const LlamaParams& p, const ContextOpt
   for (const std::uint64_t n : floats) {
     if (__builtin_add_overflow(total, n, &total)) return UINT64_MAX;
   }
-  return saturating_product({total, sizeof(float)});
+  // matmul's quantized copy of its input (one, reused), at its largest: the attention
+  // block's input or the MLP's down projection input.
+  const std::uint64_t widest_input = std::max({count(p.n_embd), count(p.n_head * p.head_dim)});
+  const std::uint64_t q8 = std::max(Q8Activations::storage_bytes(nb, widest_input),
+                                    Q8Activations::storage_bytes(mlp_tokens, max_ff));
+  std::uint64_t bytes = saturating_product({total, sizeof(float)});
+  if (__builtin_add_overflow(bytes, q8, &bytes)) return UINT64_MAX;
+  return bytes;
 }
 
 void LlamaContext::truncate(std::int64_t n_keep) {
