@@ -10,6 +10,9 @@
 // Ranges: codes ≤ 63 times |q_x| ≤ 128, two products per int16: ≤ 16128, no saturation;
 // times a 6-bit scale and summed over a super-block: < 2^31.
 //
+// Prompts of 16+ tokens of Q3_K, Q4_K, Q5_K and Q6_K go through the token-tile kernels
+// instead (q8_token_tiles_*-inl.h, included below).
+//
 // On the AVX-512 target the int16 multiply-add and the accumulation are one VNNI
 // instruction (vpdpwssd), so that target's kernels need AVX512-VNNI (Cascade Lake, Ice
 // Lake, Zen 4 and later); ByteKernelsSupported() says whether this CPU has it.
@@ -319,7 +322,7 @@ HWY_NOINLINE void DotQ4_KBytes2Rows(const std::uint8_t* row, std::size_t row_byt
 #endif
 
 // Activations in token tiles (prompts of 16+ tokens) through the tile kernels of Format
-// (k_tiles::Q4K, Q6K); the rest through Rows.
+// (k_tiles::Q3K, Q4K, Q5K, Q6K); the rest through Rows.
 template <class Format, Q8MatmulRows Rows>
 HWY_NOINLINE void TokenTilesOr(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,
                                std::int64_t r_end) {

@@ -20,7 +20,11 @@ namespace HWY_NAMESPACE {
 Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
   switch (type) {
     case GgmlType::Q2_K: return &Q8MatmulRowsLoop<&DotQ2_K, &DotQ2_Kx4>;
-    case GgmlType::Q3_K: return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
+    case GgmlType::Q3_K:
+#if PIQUANT_HAVE_BYTE_K_KERNELS
+      if (ByteKernelsSupported()) return &TokenTilesOr<k_bytes::k_tiles::Q3K, &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>>;
+#endif
+      return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
     case GgmlType::Q6_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
       if (ByteKernelsSupported()) {

@@ -34,6 +34,9 @@ Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
 #endif
       return &Q8MatmulRowsLoop<&DotQ4_K, &DotQ4_Kx4>;
     case GgmlType::Q5_K:
+#if PIQUANT_HAVE_BYTE_K_KERNELS
+      if (ByteKernelsSupported()) return &TokenTilesOr<k_bytes::k_tiles::Q5K, &Q8MatmulRowsLoop<&DotQ5_K, &DotQ5_Kx4>>;
+#endif
       return &Q8MatmulRowsLoop<&DotQ5_K, &DotQ5_Kx4>;
     default:
       return nullptr;

@@ -1,11 +1,12 @@
-// Prompt kernels for Q4_K and Q6_K on the AVX-512 target (with VNNI): the Tile functions
-// of the token tiles (q8_token_tiles_x86-inl.h has the decoders and the row loop). The row-
-// by-row kernels (q8_dot_k_bytes_avx512-inl.h) hold one token's sums across the lanes of a
-// vector, so every super-block ends in a pack, a scale multiply-add, a conversion and two
-// float multiply-adds per row and token: more instructions than its 4 vpdpbusd. Here lane
-// l of every vector is token l: 4 codes of one row, broadcast, meet the same 4 columns of
-// 16 tokens in one vpdpbusd, and a sub-block's conversion and scale multiply-add serve 16
-// tokens. Per row, 16 tokens and super-block: 64 vpdpbusd plus 25 (Q4_K) or 33 (Q6_K)
+// Prompt kernels for Q4_K, Q5_K, Q6_K and Q3_K on the AVX-512 target (with VNNI): the Tile
+// functions of the token tiles (q8_token_tiles_x86-inl.h has the decoders and the row
+// loop). The row-by-row kernels (q8_dot_k_bytes_avx512-inl.h) hold one token's sums across
+// the lanes of a vector, so every super-block ends in a pack, a scale multiply-add, a
+// conversion and two float multiply-adds per row and token: more instructions than its 4
+// vpdpbusd. Here lane l of every vector is token l: 4 codes of one row, broadcast, meet
+// the same 4 columns of 16 tokens in one vpdpbusd, and a sub-block's conversion and scale
+// multiply-add serve 16 tokens. Per row, 16 tokens and super-block: 64 vpdpbusd plus 25
+// (Q4_K, Q5_K) or 33 (Q6_K, Q3_K; Q3_K's offset shifts are shared by the tile's rows)
 // other vector instructions, against 16 × 11 before.
 // Included from q8_dot_k_bytes_x86-inl.h inside namespace k_bytes, after
 // q8_token_tiles_x86-inl.h, on the AVX-512 target only.
@@ -22,8 +23,11 @@ HWY_INLINE __m512i BroadcastCodes(const std::uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// ---------------------------------------------------------------------------- Q4_K
-struct Q4K : Q4KDecode {
+// ---------------------------------------------------------------------------- Q4_K, Q5_K
+// Decode: Q4KDecode or Q5KDecode (codes ≤ 31: 4 products ≤ 4·31·128 per vpdpbusd lane).
+template <class Decode>
+struct Q4KTiles : Decode {
+  static constexpr int kScalesPerSuper = Decode::kScalesPerSuper;
   static constexpr int kTileRows = kTileRows512;
   using Decoded = DecodedRows<kScalesPerSuper, kTileRows>;
 
@@ -60,12 +64,19 @@ struct Q4K : Q4KDecode {
   }
 };
 
-// ---------------------------------------------------------------------------- Q6_K
-struct Q6K : Q6KDecode {
+using Q4K = Q4KTiles<Q4KDecode>;
+using Q5K = Q4KTiles<Q5KDecode>;
+
+// ---------------------------------------------------------------------------- Q6_K, Q3_K
+// Decode: Q6KDecode (codes' offset 32, kOffsetShift 0) or Q3KDecode (offset 4, shift 3).
+template <class Decode, int kOffsetShift>
+struct Q6KTiles : Decode {
+  static constexpr int kScalesPerSuper = Decode::kScalesPerSuper;
   static constexpr int kTileRows = kTileRows512;
   using Decoded = DecodedRows<kScalesPerSuper, kTileRows>;
 
-  // As Q4K::Tile. Each sub-block's sums start from −32·Σq (the codes' offset of 32).
+  // As Q4K::Tile. Each sub-block's sums start from −(32 >> kOffsetShift)·Σq, the codes'
+  // offset: offsets16 (−32·Σq, a multiple of 8) shifted right exactly.
   template <int kRows>
   static HWY_INLINE void Tile(const Decoded& w, int i0, const Q8TokenTile& x, std::int64_t n,
                              float (*out)[kQ8TileTokens]) {
@@ -75,7 +86,8 @@ struct Q6K : Q6KDecode {
       __m512 super[kRows];
       for (int g = 0; g < 16; ++g) {
         const std::int64_t col = s * kSuperBlock + 16 * g;
-        const __m512i offset = _mm512_loadu_si512(x.offsets16 + (16 * s + g) * kQ8TileTokens);
+        __m512i offset = _mm512_loadu_si512(x.offsets16 + (16 * s + g) * kQ8TileTokens);
+        if constexpr (kOffsetShift != 0) offset = _mm512_srai_epi32(offset, kOffsetShift);
         __m512i sums[kRows];
         for (int r = 0; r < kRows; ++r) sums[r] = offset;
         for (int k = 0; k < 4; ++k) {
@@ -95,5 +107,8 @@ struct Q6K : Q6KDecode {
     for (int r = 0; r < kRows; ++r) _mm512_store_ps(out[r], total[r]);
   }
 };
+
+using Q6K = Q6KTiles<Q6KDecode, 0>;
+using Q3K = Q6KTiles<Q3KDecode, 3>;
 
 }  // namespace k_tiles

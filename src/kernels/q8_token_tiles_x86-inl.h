@@ -1,17 +1,18 @@
-// Prompt kernels for Q4_K and Q6_K on x86 (AVX2 and AVX-512): a few rows × a tile of 16
-// tokens (Q8TokenTile), the layout that suits a matrix-matrix product. The row-by-row
-// kernels hold one token's sums across the lanes of a vector, so every super-block ends in
-// horizontal work per row and token. Here lane l of every vector is token l: 4 codes of one
-// row, broadcast, meet the same 4 columns of 8 or 16 tokens in one multiply-add, and a
-// sub-block's conversion and scale multiply-add serve all of them.
+// Prompt kernels for Q3_K, Q4_K, Q5_K and Q6_K on x86 (AVX2 and AVX-512): a few rows × a
+// tile of 16 tokens (Q8TokenTile), the layout that suits a matrix-matrix product. The row-
+// by-row kernels hold one token's sums across the lanes of a vector, so every super-block
+// ends in horizontal work per row and token. Here lane l of every vector is token l: 4
+// codes of one row, broadcast, meet the same 4 columns of 8 or 16 tokens in one multiply-
+// add, and a sub-block's conversion and scale multiply-add serve all of them.
 //
 // This file holds what does not depend on the vector width: the weights are decoded first,
 // a few rows and up to kPieceSuperBlocks super-blocks at a time, into codes as bytes in
-// column order (the byte multiply-adds take them unsigned, as they come: Q4_K 0..15, Q6_K
-// 0..63) and one float scale per sub-block; the decoded piece stays in L1 while every tile
-// of the chunk passes over it. Each target's file (q8_token_tiles_avx512-inl.h,
-// q8_token_tiles_avx2-inl.h) defines the formats k_tiles::Q4K and Q6K: these decoders plus
-// its rows per tile (kTileRows) and its Tile functions.
+// column order (the byte multiply-adds take them unsigned, as they come: Q3_K 0..7, Q4_K
+// 0..15, Q5_K 0..31, Q6_K 0..63) and one float scale per sub-block; the decoded piece
+// stays in L1 while every tile of the chunk passes over it. Each target's file
+// (q8_token_tiles_avx512-inl.h, q8_token_tiles_avx2-inl.h) defines the formats
+// k_tiles::Q4K, Q5K (on Q4_K's tiles) and Q6K, Q3K (on Q6_K's): these decoders plus its
+// rows per tile (kTileRows) and its Tile functions.
 // Included from q8_dot_k_bytes_x86-inl.h inside namespace k_bytes, on the AVX2 and AVX-512
 // targets.
 
@@ -30,7 +31,7 @@ struct DecodedRows {
   static constexpr std::int64_t kScales = kPieceSuperBlocks * kScalesPerSuper;
   alignas(64) std::uint8_t codes[kRows][kPieceCols + 64];
   alignas(64) float scale[kRows][kScales];  // d · sc of each sub-block
-  alignas(64) float min[kRows][kScales];    // Q4_K: dmin · m of each sub-block
+  alignas(64) float min[kRows][kScales];    // Q4_K, Q5_K: dmin · m of each sub-block
 };
 
 HWY_INLINE __m256i Load256(const std::uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
@@ -61,6 +62,47 @@ struct Q4KDecode {
         const __m256i q = Load256(qs + 32 * c);
         Store256(codes + 64 * c, _mm256_and_si256(q, low4));
         Store256(codes + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
+      }
+    }
+  }
+};
+
+// `value` in the bytes of v whose bit `bit` is set, 0 in the others.
+HWY_INLINE __m256i BitToByteValue(__m256i v, int bit, std::uint8_t value) {
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>(1 << bit));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask),
+                          _mm256_set1_epi8(static_cast<char>(value)));
+}
+
+// ---------------------------------------------------------------------------- Q5_K
+// Q4_K's scales, mins and nibbles, plus a 5th code bit: codes 0..31 in Q4_K's layout, so
+// the Q4_K tiles serve it.
+struct Q5KDecode {
+  static constexpr int kScalesPerSuper = 8;  // sub-blocks of 32
+
+  template <class Decoded>
+  static HWY_INLINE void Decode(const std::uint8_t* row, std::int64_t s0, std::int64_t n, Decoded& out, int i) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (std::int64_t s = 0; s < n; ++s) {
+      const std::uint8_t* block = row + (s0 + s) * static_cast<std::int64_t>(sizeof(BlockQ5_K));
+      std::uint64_t scale_bytes, min_bytes;
+      unpack_k4_scales_and_mins(block + offsetof(BlockQ5_K, scales), &scale_bytes, &min_bytes);
+      const float d = HalfToFloat(block + offsetof(BlockQ5_K, d));
+      const float dmin = HalfToFloat(block + offsetof(BlockQ5_K, dmin));
+      for (int j = 0; j < 8; ++j) {
+        out.scale[i][8 * s + j] = d * static_cast<float>((scale_bytes >> (8 * j)) & 0xff);
+        out.min[i][8 * s + j] = dmin * static_cast<float>((min_bytes >> (8 * j)) & 0xff);
+      }
+      // Weight 32j + b (sub-block j): nibble j % 2 of qs[32(j / 2) + b] as in Q4_K, bit 4
+      // from qh[b] bit j.
+      const std::uint8_t* qs = block + offsetof(BlockQ5_K, qs);
+      const __m256i qh = Load256(block + offsetof(BlockQ5_K, qh));
+      std::uint8_t* codes = out.codes[i] + s * kSuperBlock;
+      for (int c = 0; c < 4; ++c) {
+        const __m256i q = Load256(qs + 32 * c);
+        Store256(codes + 64 * c, _mm256_or_si256(_mm256_and_si256(q, low4), BitToByteValue(qh, 2 * c, 16)));
+        Store256(codes + 64 * c + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4),
+                                                      BitToByteValue(qh, 2 * c + 1, 16)));
       }
     }
   }
@@ -99,6 +141,43 @@ struct Q6KDecode {
   }
 };
 
+// ---------------------------------------------------------------------------- Q3_K
+// Codes 0..7 (the value is code − 4, which the tiles take from the activations' offsets,
+// as Q6_K's 32) and the float scale d·(sc − 32) of each sub-block of 16.
+struct Q3KDecode {
+  static constexpr int kScalesPerSuper = 16;  // sub-blocks of 16
+
+  template <class Decoded>
+  static HWY_INLINE void Decode(const std::uint8_t* row, std::int64_t s0, std::int64_t n, Decoded& out, int i) {
+    const __m256i low2 = _mm256_set1_epi8(0x03);
+    for (std::int64_t s = 0; s < n; ++s) {
+      const std::uint8_t* block = row + (s0 + s) * static_cast<std::int64_t>(sizeof(BlockQ3_K));
+      const float d = HalfToFloat(block + offsetof(BlockQ3_K, d));
+      // Sixteen 6-bit scales stored with offset 32, four per word: low nibbles in bytes
+      // 0..7 (sub-blocks 0..7 low, 8..15 high nibble), the top 2 bits of sub-block g in
+      // byte 8 + g % 4 at bit 2(g / 4). The masks keep the bytes apart.
+      std::uint32_t words[3];
+      std::memcpy(words, block + offsetof(BlockQ3_K, scales), sizeof(words));
+      for (int k = 0; k < 4; ++k) {
+        const std::uint32_t four =
+            ((words[k % 2] >> (4 * (k / 2))) & 0x0f0f0f0fu) | (((words[2] >> (2 * k)) & 0x03030303u) << 4);
+        for (int b = 0; b < 4; ++b)
+          out.scale[i][16 * s + 4 * k + b] = d * static_cast<float>(static_cast<int>((four >> (8 * b)) & 0xff) - 32);
+      }
+      // Weight 128h + 32j + b: bits 2j, 2j + 1 of qs[32h + b], bit 2 from hmask[b] bit
+      // 4h + j (set: the code is the low bits + 4).
+      const __m256i hmask = Load256(block + offsetof(BlockQ3_K, hmask));
+      std::uint8_t* codes = out.codes[i] + s * kSuperBlock;
+      for (int h = 0; h < 2; ++h) {
+        const __m256i q = Load256(block + offsetof(BlockQ3_K, qs) + 32 * h);
+        for (int j = 0; j < 4; ++j)
+          Store256(codes + 128 * h + 32 * j, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), low2),
+                                                             BitToByteValue(hmask, 4 * h + j, 4)));
+      }
+    }
+  }
+};
+
 // x's tile advanced to super-block s0.
 HWY_INLINE Q8TokenTile TileFrom(const Q8TokenTile& x, std::int64_t s0) {
   return {x.values + s0 * kSuperBlock * kQ8TileTokens, x.scales + s0 * kQ8TileTokens,
@@ -123,7 +202,7 @@ HWY_INLINE void PrefetchPart(const MatrixView& w, std::int64_t r0, std::int64_t 
 // Rows [r_begin, r_end) of y = x · Wᵀ for every token of x's tiles. Columns go in pieces
 // outermost (within a chunk of tiles), so the chunk's activations of one piece stay in L2
 // while every row block passes over them, and each weight is read once per chunk.
-// Format (a target's k_tiles::Q4K or Q6K) gives kTileRows, Decoded, Decode and
+// Format (a target's k_tiles::Q4K, Q5K, Q6K or Q3K) gives kTileRows, Decoded, Decode and
 // Tile<kRows>(decoded, i0, tile, n, out): out[r][l] = decoded row i0 + r · token l.
 template <class Format>
 HWY_INLINE void TokenTileRows(const MatrixView& w, const Q8Activations& x, float* y, std::int64_t r_begin,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <random>
 #include <string>
@@ -15,6 +16,7 @@
 #include "kernels/matmul.h"
 #include "kernels/q8_activations.h"
 #include "kernels/q8_matmul.h"
+#include "quant/block_formats.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 
@@ -157,6 +159,61 @@ TEST_P(Q8Matmul, ZeroActivationsGiveZero) {
     find_q8_matmul(type)(w.view, q, y.data(), 0, rows);
     for (const float v : y) EXPECT_EQ(v, 0.0f);
   });
+}
+
+// K-type weights with every code and 6-bit scale at its largest (all bits set; d and dmin
+// small and positive) against activations of full magnitude and one sign per token: the
+// integer sums' worst case (the kernels' int16 partial sums of byte products included).
+TEST(Q8Matmul, LargestKCodesAgainstFullScaleActivationsMatchTheReference) {
+  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    const std::int64_t rows = 9, cols = 2 * block_of(type);  // 9: full and partial row tiles
+    const std::size_t block_bytes = ggml_type_info(type).block_bytes;
+    const auto row_bytes = static_cast<std::size_t>(ggml_nbytes(type, static_cast<std::uint64_t>(cols)));
+    QuantMatrix w;
+    w.blocks.assign(row_bytes * static_cast<std::size_t>(rows), 0xff);
+    std::size_t d_offset = 0, dmin_offset = 0;  // dmin_offset 0: no dmin
+    switch (type) {
+      case GgmlType::Q2_K: d_offset = offsetof(BlockQ2_K, d), dmin_offset = offsetof(BlockQ2_K, dmin); break;
+      case GgmlType::Q3_K: d_offset = offsetof(BlockQ3_K, d); break;
+      case GgmlType::Q4_K: d_offset = offsetof(BlockQ4_K, d), dmin_offset = offsetof(BlockQ4_K, dmin); break;
+      case GgmlType::Q5_K: d_offset = offsetof(BlockQ5_K, d), dmin_offset = offsetof(BlockQ5_K, dmin); break;
+      default: d_offset = offsetof(BlockQ6_K, d); break;
+    }
+    const std::uint16_t small = f32_to_f16(1.0f / 1024.0f);
+    for (std::size_t b = 0; b < w.blocks.size() / block_bytes; ++b) {
+      std::memcpy(&w.blocks[b * block_bytes + d_offset], &small, 2);
+      if (dmin_offset != 0) std::memcpy(&w.blocks[b * block_bytes + dmin_offset], &small, 2);
+    }
+    w.decoded.resize(static_cast<std::size_t>(rows * cols));
+    for (std::int64_t r = 0; r < rows; ++r)
+      dequantize_row(type, w.blocks.data() + r * row_bytes, w.decoded.data() + r * cols, cols);
+    w.view = MatrixView{type, w.blocks.data(), rows, cols, row_bytes};
+    for (const std::int64_t tokens : {1, 4, 16, 21}) {
+      SCOPED_TRACE(ggml_type_name(type) + " tokens " + std::to_string(tokens));
+      std::vector<float> x(static_cast<std::size_t>(tokens * cols));
+      for (std::int64_t t = 0; t < tokens; ++t)
+        for (std::int64_t c = 0; c < cols; ++c) x[t * cols + c] = t % 2 == 0 ? 1.0f : -1.0f;
+      Q8Activations q;
+      q.quantize(x.data(), tokens, cols, q8_blocks_for(type));
+      std::vector<float> xq(x.size());
+      for (std::int64_t t = 0; t < tokens; ++t) q.dequantize(t, xq.data() + t * cols);
+      std::vector<float> ref(static_cast<std::size_t>(tokens * rows));
+      reference::matmul(w.view, xq.data(), tokens, ref.data());
+      for_each_simd_target([&] {
+        std::vector<float> y(ref.size(), -1.0f);
+        find_q8_matmul(type)(w.view, q, y.data(), 0, rows);
+        for (std::int64_t t = 0; t < tokens; ++t) {
+          for (std::int64_t r = 0; r < rows; ++r) {
+            double magnitude = 0;
+            for (std::int64_t c = 0; c < cols; ++c)
+              magnitude += std::fabs(static_cast<double>(w.decoded[r * cols + c]) * xq[t * cols + c]);
+            const std::size_t i = static_cast<std::size_t>(t * rows + r);
+            ASSERT_NEAR(y[i], ref[i], 1e-5 * magnitude + 1e-30) << "row " << r << " token " << t;
+          }
+        }
+      });
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, Q8Matmul, testing::ValuesIn(kQuantTypes),
