@@ -23,11 +23,15 @@ HWY_INLINE __m512i BroadcastCodes(const std::uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// ---------------------------------------------------------------------------- Q4_K, Q5_K
-// Decode: Q4KDecode or Q5KDecode (codes ≤ 31: 4 products ≤ 4·31·128 per vpdpbusd lane).
-template <class Decode>
-struct Q4KTiles : Decode {
+// ---------------------------------------------------------------------------- Q3_K…Q6_K
+// Decode: Q4KDecode or Q5KDecode (sub-blocks of 32 with a min each: kMins; codes ≤ 31, 4
+// products ≤ 4·31·128 per vpdpbusd lane), Q6KDecode or Q3KDecode (sub-blocks of 16, codes
+// offset by 32 >> kOffsetShift: each sub-block's sums start from the offset times Σq,
+// offsets16 = −32·Σq, a multiple of 8, shifted right exactly).
+template <class Decode, bool kMins, int kOffsetShift>
+struct KTiles : Decode {
   static constexpr int kScalesPerSuper = Decode::kScalesPerSuper;
+  static constexpr int kSubCols = static_cast<int>(kSuperBlock) / kScalesPerSuper;
   static constexpr int kTileRows = kTileRows512;
   using Decoded = DecodedRows<kScalesPerSuper, kTileRows>;
 
@@ -40,65 +44,31 @@ struct Q4KTiles : Decode {
     for (int r = 0; r < kRows; ++r) total[r] = _mm512_setzero_ps();
     for (std::int64_t s = 0; s < n; ++s) {
       __m512 super[kRows];
-      for (int j = 0; j < 8; ++j) {
-        const std::int64_t col = s * kSuperBlock + 32 * j;
+      for (int j = 0; j < kScalesPerSuper; ++j) {
+        const std::int64_t col = s * kSuperBlock + kSubCols * j;
+        const std::int64_t sub = kScalesPerSuper * s + j;
         __m512i sums[kRows];
-        for (int r = 0; r < kRows; ++r) sums[r] = _mm512_setzero_si512();
-        for (int k = 0; k < 8; ++k) {
+        if constexpr (kMins) {
+          for (int r = 0; r < kRows; ++r) sums[r] = _mm512_setzero_si512();
+        } else {
+          __m512i offset = _mm512_loadu_si512(x.offsets16 + sub * kQ8TileTokens);
+          if constexpr (kOffsetShift != 0) offset = _mm512_srai_epi32(offset, kOffsetShift);
+          for (int r = 0; r < kRows; ++r) sums[r] = offset;
+        }
+        for (int k = 0; k < kSubCols / 4; ++k) {
           const __m512i xv = _mm512_loadu_si512(x.values + (col + 4 * k) * kQ8TileTokens);
           for (int r = 0; r < kRows; ++r)
             sums[r] = _mm512_dpbusd_epi32(sums[r], BroadcastCodes(w.codes[i0 + r] + col + 4 * k), xv);
         }
-        const __m512 block_sums = _mm512_loadu_ps(x.block_sums + (8 * s + j) * kQ8TileTokens);
         for (int r = 0; r < kRows; ++r) {
           const __m512 f = _mm512_cvtepi32_ps(sums[r]);
-          const __m512 sc = _mm512_set1_ps(w.scale[i0 + r][8 * s + j]);
+          const __m512 sc = _mm512_set1_ps(w.scale[i0 + r][sub]);
           super[r] = j == 0 ? _mm512_mul_ps(f, sc) : _mm512_fmadd_ps(f, sc, super[r]);
-          total[r] = _mm512_fnmadd_ps(_mm512_set1_ps(w.min[i0 + r][8 * s + j]), block_sums, total[r]);
         }
-      }
-      const __m512 dx = _mm512_loadu_ps(x.scales + s * kQ8TileTokens);
-      for (int r = 0; r < kRows; ++r) total[r] = _mm512_fmadd_ps(super[r], dx, total[r]);
-    }
-    for (int r = 0; r < kRows; ++r) _mm512_store_ps(out[r], total[r]);
-  }
-};
-
-using Q4K = Q4KTiles<Q4KDecode>;
-using Q5K = Q4KTiles<Q5KDecode>;
-
-// ---------------------------------------------------------------------------- Q6_K, Q3_K
-// Decode: Q6KDecode (codes' offset 32, kOffsetShift 0) or Q3KDecode (offset 4, shift 3).
-template <class Decode, int kOffsetShift>
-struct Q6KTiles : Decode {
-  static constexpr int kScalesPerSuper = Decode::kScalesPerSuper;
-  static constexpr int kTileRows = kTileRows512;
-  using Decoded = DecodedRows<kScalesPerSuper, kTileRows>;
-
-  // As Q4K::Tile. Each sub-block's sums start from −(32 >> kOffsetShift)·Σq, the codes'
-  // offset: offsets16 (−32·Σq, a multiple of 8) shifted right exactly.
-  template <int kRows>
-  static HWY_INLINE void Tile(const Decoded& w, int i0, const Q8TokenTile& x, std::int64_t n,
-                             float (*out)[kQ8TileTokens]) {
-    __m512 total[kRows];
-    for (int r = 0; r < kRows; ++r) total[r] = _mm512_setzero_ps();
-    for (std::int64_t s = 0; s < n; ++s) {
-      __m512 super[kRows];
-      for (int g = 0; g < 16; ++g) {
-        const std::int64_t col = s * kSuperBlock + 16 * g;
-        __m512i offset = _mm512_loadu_si512(x.offsets16 + (16 * s + g) * kQ8TileTokens);
-        if constexpr (kOffsetShift != 0) offset = _mm512_srai_epi32(offset, kOffsetShift);
-        __m512i sums[kRows];
-        for (int r = 0; r < kRows; ++r) sums[r] = offset;
-        for (int k = 0; k < 4; ++k) {
-          const __m512i xv = _mm512_loadu_si512(x.values + (col + 4 * k) * kQ8TileTokens);
+        if constexpr (kMins) {
+          const __m512 block_sums = _mm512_loadu_ps(x.block_sums + sub * kQ8TileTokens);
           for (int r = 0; r < kRows; ++r)
-            sums[r] = _mm512_dpbusd_epi32(sums[r], BroadcastCodes(w.codes[i0 + r] + col + 4 * k), xv);
-        }
-        for (int r = 0; r < kRows; ++r) {
-          const __m512 f = _mm512_cvtepi32_ps(sums[r]);
-          const __m512 sc = _mm512_set1_ps(w.scale[i0 + r][16 * s + g]);
-          super[r] = g == 0 ? _mm512_mul_ps(f, sc) : _mm512_fmadd_ps(f, sc, super[r]);
+            total[r] = _mm512_fnmadd_ps(_mm512_set1_ps(w.min[i0 + r][sub]), block_sums, total[r]);
         }
       }
       const __m512 dx = _mm512_loadu_ps(x.scales + s * kQ8TileTokens);
@@ -108,7 +78,9 @@ struct Q6KTiles : Decode {
   }
 };
 
-using Q6K = Q6KTiles<Q6KDecode, 0>;
-using Q3K = Q6KTiles<Q3KDecode, 3>;
+using Q4K = KTiles<Q4KDecode, true, 0>;
+using Q5K = KTiles<Q5KDecode, true, 0>;
+using Q6K = KTiles<Q6KDecode, false, 0>;
+using Q3K = KTiles<Q3KDecode, false, 3>;
 
 }  // namespace k_tiles

@@ -38,34 +38,18 @@ HWY_INLINE __m256i Load256(const std::uint8_t* p) { return _mm256_loadu_si256(re
 HWY_INLINE void Store256(std::uint8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
 
 // ---------------------------------------------------------------------------- Q4_K
-struct Q4KDecode {
-  static constexpr int kScalesPerSuper = 8;  // sub-blocks of 32
-
-  // Super-blocks [s0, s0 + n) of `row` into decoded row i.
-  template <class Decoded>
-  static HWY_INLINE void Decode(const std::uint8_t* row, std::int64_t s0, std::int64_t n, Decoded& out, int i) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    for (std::int64_t s = 0; s < n; ++s) {
-      const std::uint8_t* block = row + (s0 + s) * static_cast<std::int64_t>(sizeof(BlockQ4_K));
-      std::uint64_t scale_bytes, min_bytes;
-      unpack_k4_scales_and_mins(block + offsetof(BlockQ4_K, scales), &scale_bytes, &min_bytes);
-      const float d = HalfToFloat(block + offsetof(BlockQ4_K, d));
-      const float dmin = HalfToFloat(block + offsetof(BlockQ4_K, dmin));
-      for (int j = 0; j < 8; ++j) {
-        out.scale[i][8 * s + j] = d * static_cast<float>((scale_bytes >> (8 * j)) & 0xff);
-        out.min[i][8 * s + j] = dmin * static_cast<float>((min_bytes >> (8 * j)) & 0xff);
-      }
-      // Byte b of 32-byte chunk c: weight 64c + b (low nibble) and 64c + 32 + b (high).
-      const std::uint8_t* qs = block + offsetof(BlockQ4_K, qs);
-      std::uint8_t* codes = out.codes[i] + s * kSuperBlock;
-      for (int c = 0; c < 4; ++c) {
-        const __m256i q = Load256(qs + 32 * c);
-        Store256(codes + 64 * c, _mm256_and_si256(q, low4));
-        Store256(codes + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
-      }
-    }
+// d·sc and dmin·m of the 8 sub-blocks of a Q4_K or Q5_K super-block (the same header).
+template <class Block>
+HWY_INLINE void DecodeScalesAndMins(const std::uint8_t* block, float* scale, float* min) {
+  std::uint64_t scale_bytes, min_bytes;
+  unpack_k4_scales_and_mins(block + offsetof(Block, scales), &scale_bytes, &min_bytes);
+  const float d = HalfToFloat(block + offsetof(Block, d));
+  const float dmin = HalfToFloat(block + offsetof(Block, dmin));
+  for (int j = 0; j < 8; ++j) {
+    scale[j] = d * static_cast<float>((scale_bytes >> (8 * j)) & 0xff);
+    min[j] = dmin * static_cast<float>((min_bytes >> (8 * j)) & 0xff);
   }
-};
+}
 
 // `value` in the bytes of v whose bit `bit` is set, 0 in the others.
 HWY_INLINE __m256i BitToByteValue(__m256i v, int bit, std::uint8_t value) {
@@ -74,39 +58,40 @@ HWY_INLINE __m256i BitToByteValue(__m256i v, int bit, std::uint8_t value) {
                           _mm256_set1_epi8(static_cast<char>(value)));
 }
 
-// ---------------------------------------------------------------------------- Q5_K
-// Q4_K's scales, mins and nibbles, plus a 5th code bit: codes 0..31 in Q4_K's layout, so
-// the Q4_K tiles serve it.
-struct Q5KDecode {
+// Q4_K (kFifthBit false) and Q5_K: the same scales, mins and nibbles; Q5_K adds a 5th code
+// bit. Codes 0..15 or 0..31 in column order, so the same tiles serve both.
+template <class Block, bool kFifthBit>
+struct K4Decode {
   static constexpr int kScalesPerSuper = 8;  // sub-blocks of 32
 
+  // Super-blocks [s0, s0 + n) of `row` into decoded row i.
   template <class Decoded>
   static HWY_INLINE void Decode(const std::uint8_t* row, std::int64_t s0, std::int64_t n, Decoded& out, int i) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (std::int64_t s = 0; s < n; ++s) {
-      const std::uint8_t* block = row + (s0 + s) * static_cast<std::int64_t>(sizeof(BlockQ5_K));
-      std::uint64_t scale_bytes, min_bytes;
-      unpack_k4_scales_and_mins(block + offsetof(BlockQ5_K, scales), &scale_bytes, &min_bytes);
-      const float d = HalfToFloat(block + offsetof(BlockQ5_K, d));
-      const float dmin = HalfToFloat(block + offsetof(BlockQ5_K, dmin));
-      for (int j = 0; j < 8; ++j) {
-        out.scale[i][8 * s + j] = d * static_cast<float>((scale_bytes >> (8 * j)) & 0xff);
-        out.min[i][8 * s + j] = dmin * static_cast<float>((min_bytes >> (8 * j)) & 0xff);
-      }
-      // Weight 32j + b (sub-block j): nibble j % 2 of qs[32(j / 2) + b] as in Q4_K, bit 4
-      // from qh[b] bit j.
-      const std::uint8_t* qs = block + offsetof(BlockQ5_K, qs);
-      const __m256i qh = Load256(block + offsetof(BlockQ5_K, qh));
+      const std::uint8_t* block = row + (s0 + s) * static_cast<std::int64_t>(sizeof(Block));
+      DecodeScalesAndMins<Block>(block, out.scale[i] + 8 * s, out.min[i] + 8 * s);
+      // Weight 32j + b (sub-block j): nibble j % 2 of qs[32(j / 2) + b]; Q5_K's bit 4 is
+      // bit j of qh[b].
+      const std::uint8_t* qs = block + offsetof(Block, qs);
       std::uint8_t* codes = out.codes[i] + s * kSuperBlock;
       for (int c = 0; c < 4; ++c) {
         const __m256i q = Load256(qs + 32 * c);
-        Store256(codes + 64 * c, _mm256_or_si256(_mm256_and_si256(q, low4), BitToByteValue(qh, 2 * c, 16)));
-        Store256(codes + 64 * c + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4),
-                                                      BitToByteValue(qh, 2 * c + 1, 16)));
+        __m256i low = _mm256_and_si256(q, low4), high = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        if constexpr (kFifthBit) {
+          const __m256i qh = Load256(block + offsetof(Block, qh));
+          low = _mm256_or_si256(low, BitToByteValue(qh, 2 * c, 16));
+          high = _mm256_or_si256(high, BitToByteValue(qh, 2 * c + 1, 16));
+        }
+        Store256(codes + 64 * c, low);
+        Store256(codes + 64 * c + 32, high);
       }
     }
   }
 };
+
+using Q4KDecode = K4Decode<BlockQ4_K, false>;
+using Q5KDecode = K4Decode<BlockQ5_K, true>;
 
 // ---------------------------------------------------------------------------- Q6_K
 struct Q6KDecode {

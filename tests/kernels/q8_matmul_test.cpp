@@ -79,6 +79,35 @@ double min_term_rounding(const QuantMatrix& w, const Q8Activations& q, std::int6
 
 std::int64_t block_of(GgmlType type) { return ggml_type_info(type).block_size; }
 
+// The type's kernel on every SIMD target, rows [0, split) then [split, rows), against the
+// scalar reference on the same quantized activations, summed in double.
+void expect_matches_reference(const QuantMatrix& w, const Q8Activations& q, std::int64_t split) {
+  const std::int64_t tokens = q.n_tokens(), rows = w.view.rows, cols = w.view.cols;
+  std::vector<float> xq(static_cast<std::size_t>(tokens * cols));
+  for (std::int64_t t = 0; t < tokens; ++t) q.dequantize(t, xq.data() + t * cols);
+  std::vector<float> ref(static_cast<std::size_t>(tokens * rows));
+  reference::matmul(w.view, xq.data(), tokens, ref.data());
+  for_each_simd_target([&] {
+    const Q8MatmulRows kernel = find_q8_matmul(w.view.type);
+    ASSERT_NE(kernel, nullptr);
+    std::vector<float> y(ref.size(), -1.0f);
+    kernel(w.view, q, y.data(), 0, split);
+    kernel(w.view, q, y.data(), split, rows);
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      for (std::int64_t r = 0; r < rows; ++r) {
+        double magnitude = 0;
+        for (std::int64_t c = 0; c < cols; ++c)
+          magnitude += std::fabs(static_cast<double>(w.decoded[r * cols + c]) * xq[t * cols + c]);
+        const std::size_t i = static_cast<std::size_t>(t * rows + r);
+        // Float products of integer sums: a few roundings relative to Σ|w·x|; for
+        // Q4_1/Q5_1 the min term takes Q8_1's f16-rounded block sums, up to 2^-11 off.
+        const double min_term_slack = min_term_rounding(w, q, r, t);
+        ASSERT_NEAR(y[i], ref[i], 1e-5 * magnitude + min_term_slack + 1e-30) << "row " << r << " token " << t;
+      }
+    }
+  });
+}
+
 class Q8Matmul : public testing::TestWithParam<GgmlType> {};
 
 TEST_P(Q8Matmul, MatchesDequantizedReferenceOnEveryTarget) {
@@ -96,30 +125,8 @@ TEST_P(Q8Matmul, MatchesDequantizedReferenceOnEveryTarget) {
         const std::vector<float> x = random_activations(tokens * cols, rng);
         Q8Activations q;
         q.quantize(x.data(), tokens, cols, q8_blocks_for(type));
-        std::vector<float> xq(x.size());
-        for (std::int64_t t = 0; t < tokens; ++t) q.dequantize(t, xq.data() + t * cols);
-        std::vector<float> ref(static_cast<std::size_t>(tokens * rows));
-        reference::matmul(w.view, xq.data(), tokens, ref.data());
-        for_each_simd_target([&] {
-          const Q8MatmulRows kernel = find_q8_matmul(type);
-          ASSERT_NE(kernel, nullptr);
-          std::vector<float> y(ref.size(), -1.0f);
-          // Two row ranges: a kernel must write exactly its own rows.
-          kernel(w.view, q, y.data(), 0, rows / 2);
-          kernel(w.view, q, y.data(), rows / 2, rows);
-          for (std::int64_t t = 0; t < tokens; ++t) {
-            for (std::int64_t r = 0; r < rows; ++r) {
-              double magnitude = 0;
-              for (std::int64_t c = 0; c < cols; ++c)
-                magnitude += std::fabs(static_cast<double>(w.decoded[r * cols + c]) * xq[t * cols + c]);
-              const std::size_t i = static_cast<std::size_t>(t * rows + r);
-              // Float products of integer sums: a few roundings relative to Σ|w·x|; for
-              // Q4_1/Q5_1 the min term takes Q8_1's f16-rounded block sums, up to 2^-11 off.
-              const double min_term_slack = min_term_rounding(w, q, r, t);
-              ASSERT_NEAR(y[i], ref[i], 1e-5 * magnitude + min_term_slack + 1e-30) << "row " << r << " token " << t;
-            }
-          }
-        });
+        // Two row ranges: a kernel must write exactly its own rows.
+        expect_matches_reference(w, q, rows / 2);
       }
     }
   }
@@ -195,23 +202,7 @@ TEST(Q8Matmul, LargestKCodesAgainstFullScaleActivationsMatchTheReference) {
         for (std::int64_t c = 0; c < cols; ++c) x[t * cols + c] = t % 2 == 0 ? 1.0f : -1.0f;
       Q8Activations q;
       q.quantize(x.data(), tokens, cols, q8_blocks_for(type));
-      std::vector<float> xq(x.size());
-      for (std::int64_t t = 0; t < tokens; ++t) q.dequantize(t, xq.data() + t * cols);
-      std::vector<float> ref(static_cast<std::size_t>(tokens * rows));
-      reference::matmul(w.view, xq.data(), tokens, ref.data());
-      for_each_simd_target([&] {
-        std::vector<float> y(ref.size(), -1.0f);
-        find_q8_matmul(type)(w.view, q, y.data(), 0, rows);
-        for (std::int64_t t = 0; t < tokens; ++t) {
-          for (std::int64_t r = 0; r < rows; ++r) {
-            double magnitude = 0;
-            for (std::int64_t c = 0; c < cols; ++c)
-              magnitude += std::fabs(static_cast<double>(w.decoded[r * cols + c]) * xq[t * cols + c]);
-            const std::size_t i = static_cast<std::size_t>(t * rows + r);
-            ASSERT_NEAR(y[i], ref[i], 1e-5 * magnitude + 1e-30) << "row " << r << " token " << t;
-          }
-        }
-      });
+      expect_matches_reference(w, q, rows);  // one range: full row tiles too
     }
   }
 }
