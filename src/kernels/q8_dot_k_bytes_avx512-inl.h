@@ -71,9 +71,8 @@ struct Q4KRowBlock {
   float d;
 };
 
-HWY_INLINE Q4KRowBlock LoadQ4KRowBlock(const std::uint8_t* block) {
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
-  Q4KRowBlock b;
+// The header (d, dmin, scales and mins; Q5_K's is the same) into b.
+HWY_INLINE void LoadQ4KRowHeader(const std::uint8_t* block, Q4KRowBlock& b) {
   std::uint64_t scale_bytes, min_bytes;
   unpack_k4_scales_and_mins(block + 4, &scale_bytes, &min_bytes);
   b.sc = _mm512_permutexvar_epi16(
@@ -83,10 +82,21 @@ HWY_INLINE Q4KRowBlock LoadQ4KRowBlock(const std::uint8_t* block) {
       _mm256_mul_ps(_mm256_set1_ps(HalfToFloat(block + 2)),
                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(min_bytes))))));
   b.d = HalfToFloat(block);
-  const std::uint8_t* qs = block + offsetof(BlockQ4_K, qs);
+}
+
+// The 128 code bytes qs as P = 16-byte pieces (0, 2, 4, 6) and Q = pieces (1, 3, 5, 7).
+HWY_INLINE void ArrangeQ4KCodes(const std::uint8_t* qs, __m512i& p, __m512i& q) {
   const __m512i z0 = Load512(qs), z1 = Load512(qs + 64);
-  const __m512i p = _mm512_shuffle_i64x2(z0, z1, _MM_SHUFFLE(2, 0, 2, 0));
-  const __m512i q = _mm512_shuffle_i64x2(z0, z1, _MM_SHUFFLE(3, 1, 3, 1));
+  p = _mm512_shuffle_i64x2(z0, z1, _MM_SHUFFLE(2, 0, 2, 0));
+  q = _mm512_shuffle_i64x2(z0, z1, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+HWY_INLINE Q4KRowBlock LoadQ4KRowBlock(const std::uint8_t* block) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  Q4KRowBlock b;
+  LoadQ4KRowHeader(block, b);
+  __m512i p, q;
+  ArrangeQ4KCodes(block + offsetof(BlockQ4_K, qs), p, q);
   b.p_lo = _mm512_and_si512(p, low4);
   b.q_lo = _mm512_and_si512(q, low4);
   b.p_hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), low4);
@@ -109,7 +119,9 @@ HWY_INLINE __m512 Q4KBlockTerm(const Q4KRowBlock& b, const __m512i* xv, float dx
 // each activation load serves both (prompts measured 1.5× faster than row by row: the
 // 8 tokens' activations no longer stream through L1 once per row); more rows would not
 // fit the 32 registers.
-template <int kRows, int kTokens>
+using Q4KRowLoader = Q4KRowBlock (*)(const std::uint8_t* block);
+
+template <int kRows, int kTokens, std::size_t kBlockBytes = sizeof(BlockQ4_K), Q4KRowLoader Load = LoadQ4KRowBlock>
 HWY_INLINE void DotQ4KTile(const std::uint8_t* row, std::size_t row_bytes, const Q8Row* x, std::int64_t cols,
                            float* out) {
   __m512 acc[kRows][kTokens];
@@ -117,10 +129,10 @@ HWY_INLINE void DotQ4KTile(const std::uint8_t* row, std::size_t row_bytes, const
     for (int t = 0; t < kTokens; ++t) acc[r][t] = _mm512_setzero_ps();
   const std::int64_t n_super = cols / kSuperBlock;
   for (std::int64_t sb = 0; sb < n_super; ++sb) {
-    const std::uint8_t* block = row + sb * static_cast<std::int64_t>(sizeof(BlockQ4_K));
-    if constexpr (kRows == 1 && kTokens == 1) prefetch_for_decode<sizeof(BlockQ4_K)>(block);
+    const std::uint8_t* block = row + sb * static_cast<std::int64_t>(kBlockBytes);
+    if constexpr (kRows == 1 && kTokens == 1) prefetch_for_decode<kBlockBytes>(block);
     Q4KRowBlock b[kRows];
-    for (int r = 0; r < kRows; ++r) b[r] = LoadQ4KRowBlock(block + r * row_bytes);
+    for (int r = 0; r < kRows; ++r) b[r] = Load(block + r * row_bytes);
     for (int t = 0; t < kTokens; ++t) {
       const std::int8_t* xs = x[t].values8_interleaved + sb * kSuperBlock;
       const __m512i xv[4] = {Load512(xs), Load512(xs + 64), Load512(xs + 128), Load512(xs + 192)};

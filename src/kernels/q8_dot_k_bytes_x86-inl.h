@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "hwy/highway.h"
 #include "kernels/decode_prefetch.h"
@@ -134,39 +135,66 @@ HWY_INLINE Q4KHeader LoadQ4KHeader(const std::uint8_t* block) {
   return h;
 }
 
-// Σ over the super-block of sc_j · Σ_{i in j} q_i · x_i, as 8 int32 lanes.
-template <int kTokens>
-HWY_INLINE void Q4KSums(const std::uint8_t* qs, __m256i scales16, const std::int8_t* const* xs, __m256i* sums) {
-  const __m256i low4 = _mm256_set1_epi8(0x0f);
-  for (int t = 0; t < kTokens; ++t) sums[t] = _mm256_setzero_si256();
-  for (int c = 0; c < 4; ++c) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
-    const __m256i lo = _mm256_and_si256(q, low4);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-    const __m256i sc_lo = BroadcastScale(scales16, 2 * c), sc_hi = BroadcastScale(scales16, 2 * c + 1);
-    for (int t = 0; t < kTokens; ++t) {
-      const std::int8_t* x = xs[t] + 64 * c;
-      const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-      const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
-      sums[t] = AddScaledPairs(AddScaledPairs(sums[t], p_lo, sc_lo), p_hi, sc_hi);
-    }
+// The 5th bits of sub-block j as bytes 0 or 16, from the 32 qh bytes: bit j moved to
+// bit 4. (The 16-bit shifts carry bits across bytes, but none lands on a bit 4.)
+template <int j>
+HWY_INLINE __m256i Q5KFifthBits(__m256i qh) {
+  const __m256i bit4 = _mm256_set1_epi8(0x10);
+  if constexpr (j < 4) {
+    return _mm256_and_si256(_mm256_slli_epi16(qh, 4 - j), bit4);
+  } else if constexpr (j == 4) {
+    return _mm256_and_si256(qh, bit4);
+  } else {
+    return _mm256_and_si256(_mm256_srli_epi16(qh, j - 4), bit4);
   }
 }
 
-// out[t] = row · x[t] for kTokens tokens whose activations have one scale per 256.
-template <int kTokens>
+// Chunk c (64 weights: sub-blocks 2c, 2c + 1) of Σ over the super-block of
+// sc_j · Σ_{i in j} q_i · x_i, added to 8 int32 lanes; with kFifthBit (Q5_K) bit 4 of the
+// codes from qh.
+template <int c, int kTokens, bool kFifthBit>
+HWY_INLINE void Q4KChunkSums(const std::uint8_t* qs, __m256i qh, __m256i scales16, const std::int8_t* const* xs,
+                             __m256i* sums) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+  __m256i lo = _mm256_and_si256(q, low4);
+  __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+  if constexpr (kFifthBit) {
+    lo = _mm256_or_si256(lo, Q5KFifthBits<2 * c>(qh));
+    hi = _mm256_or_si256(hi, Q5KFifthBits<2 * c + 1>(qh));
+  }
+  const __m256i sc_lo = BroadcastScale(scales16, 2 * c), sc_hi = BroadcastScale(scales16, 2 * c + 1);
+  for (int t = 0; t < kTokens; ++t) {
+    const std::int8_t* x = xs[t] + 64 * c;
+    const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+    const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
+    sums[t] = AddScaledPairs(AddScaledPairs(sums[t], p_lo, sc_lo), p_hi, sc_hi);
+  }
+}
+
+// out[t] = row · x[t] for kTokens tokens whose activations have one scale per 256; Block
+// BlockQ4_K or BlockQ5_K (the same header and nibbles, plus qh).
+template <int kTokens, class Block = BlockQ4_K>
 HWY_INLINE void DotQ4KBytes(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  constexpr bool kFifthBit = !std::is_same_v<Block, BlockQ4_K>;
   __m256 acc[kTokens], min_acc[kTokens];
   for (int t = 0; t < kTokens; ++t) acc[t] = min_acc[t] = _mm256_setzero_ps();
   const std::int64_t n_super = cols / kSuperBlock;
   for (std::int64_t sb = 0; sb < n_super; ++sb) {
-    const std::uint8_t* block = row + sb * static_cast<std::int64_t>(sizeof(BlockQ4_K));
-    if constexpr (kTokens == 1) prefetch_for_decode<sizeof(BlockQ4_K)>(block);
+    const std::uint8_t* block = row + sb * static_cast<std::int64_t>(sizeof(Block));
+    if constexpr (kTokens == 1) prefetch_for_decode<sizeof(Block)>(block);
     const Q4KHeader h = LoadQ4KHeader(block);
     const std::int8_t* xs[kTokens];
     for (int t = 0; t < kTokens; ++t) xs[t] = x[t].values8 + sb * kSuperBlock;
+    const std::uint8_t* qs = block + offsetof(Block, qs);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kFifthBit) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + offsetof(Block, qh)));
     __m256i sums[kTokens];
-    Q4KSums<kTokens>(block + offsetof(BlockQ4_K, qs), h.scales16, xs, sums);
+    for (int t = 0; t < kTokens; ++t) sums[t] = _mm256_setzero_si256();
+    Q4KChunkSums<0, kTokens, kFifthBit>(qs, qh, h.scales16, xs, sums);
+    Q4KChunkSums<1, kTokens, kFifthBit>(qs, qh, h.scales16, xs, sums);
+    Q4KChunkSums<2, kTokens, kFifthBit>(qs, qh, h.scales16, xs, sums);
+    Q4KChunkSums<3, kTokens, kFifthBit>(qs, qh, h.scales16, xs, sums);
     const __m256 dmin_mins = _mm256_mul_ps(_mm256_set1_ps(h.dmin), h.mins);
     for (int t = 0; t < kTokens; ++t) {
       const float dx = x[t].scales[8 * sb];
@@ -269,25 +297,6 @@ HWY_INLINE void DotQ6KWidest(const std::uint8_t* row, const Q8Row* x, std::int64
 // for 8 tokens' sums; the 256-bit ones (16 registers) keep 4.
 constexpr int kByteKernelGroup = PIQUANT_BYTE_K_KERNELS_USE_VNNI ? 8 : 4;
 
-// Q4_K and Q6_K rows, 1 token and kByteKernelGroup tokens, through the kernels above;
-// activations with scales per 32 columns go to the portable kernels Fallback and
-// Fallback4 (4 tokens at a time).
-template <Q8Dot Fallback>
-HWY_NOINLINE float DotQ4_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
-  if (!x.scale_per_256) return Fallback(row, x, cols);
-  float out;
-  k_bytes::DotQ4KWidest<1>(row, &x, cols, &out);
-  return out;
-}
-
-template <Q8Dot Fallback>
-HWY_NOINLINE float DotQ6_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
-  if (!x.scale_per_256) return Fallback(row, x, cols);
-  float out;
-  k_bytes::DotQ6KWidest<1>(row, &x, cols, &out);
-  return out;
-}
-
 namespace k_bytes {
 HWY_INLINE bool AllScalesPer256(const Q8Row* x) {
   for (int t = 0; t < kByteKernelGroup; ++t)
@@ -299,12 +308,41 @@ template <Q8Dot4 Fallback4>
 HWY_INLINE void FallbackGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
   for (int t = 0; t < kByteKernelGroup; t += 4) Fallback4(row, x + t, cols, out + t);
 }
+
+using KernelN = void (*)(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out);
+
+// One token through Kernel (a byte kernel for 1 token), or through the portable Fallback
+// when its activations have scales per 32 columns.
+template <Q8Dot Fallback, KernelN Kernel>
+HWY_INLINE float OneTokenOr(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
+  if (!x.scale_per_256) return Fallback(row, x, cols);
+  float out;
+  Kernel(row, &x, cols, &out);
+  return out;
+}
+
+// kByteKernelGroup tokens through Kernel, or 4 at a time through Fallback4.
+template <Q8Dot4 Fallback4, KernelN Kernel>
+HWY_INLINE void GroupOr(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
+  if (!AllScalesPer256(x)) return FallbackGroup<Fallback4>(row, x, cols, out);
+  Kernel(row, x, cols, out);
+}
 }  // namespace k_bytes
+
+// Q4_K and Q6_K rows, 1 token and kByteKernelGroup tokens, through the kernels above.
+template <Q8Dot Fallback>
+HWY_NOINLINE float DotQ4_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
+  return k_bytes::OneTokenOr<Fallback, &k_bytes::DotQ4KWidest<1>>(row, x, cols);
+}
+
+template <Q8Dot Fallback>
+HWY_NOINLINE float DotQ6_KBytes(const std::uint8_t* row, const Q8Row& x, std::int64_t cols) {
+  return k_bytes::OneTokenOr<Fallback, &k_bytes::DotQ6KWidest<1>>(row, x, cols);
+}
 
 template <Q8Dot4 Fallback4>
 HWY_NOINLINE void DotQ4_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
-  if (!k_bytes::AllScalesPer256(x)) return k_bytes::FallbackGroup<Fallback4>(row, x, cols, out);
-  k_bytes::DotQ4KWidest<kByteKernelGroup>(row, x, cols, out);
+  k_bytes::GroupOr<Fallback4, &k_bytes::DotQ4KWidest<kByteKernelGroup>>(row, x, cols, out);
 }
 
 #if PIQUANT_BYTE_K_KERNELS_USE_VNNI
@@ -332,9 +370,11 @@ HWY_NOINLINE void TokenTilesOr(const MatrixView& w, const Q8Activations& x, floa
 
 template <Q8Dot4 Fallback4>
 HWY_NOINLINE void DotQ6_KBytesGroup(const std::uint8_t* row, const Q8Row* x, std::int64_t cols, float* out) {
-  if (!k_bytes::AllScalesPer256(x)) return k_bytes::FallbackGroup<Fallback4>(row, x, cols, out);
-  k_bytes::DotQ6KWidest<kByteKernelGroup>(row, x, cols, out);
+  k_bytes::GroupOr<Fallback4, &k_bytes::DotQ6KWidest<kByteKernelGroup>>(row, x, cols, out);
 }
+// Q3_K and Q5_K rows (decode and groups of tokens), in files of their own.
+#include "kernels/q8_dot_q3k_bytes_x86-inl.h"
+#include "kernels/q8_dot_q5k_bytes_x86-inl.h"
 #endif  // PIQUANT_HAVE_BYTE_K_KERNELS
 
 }  // namespace HWY_NAMESPACE

@@ -22,7 +22,10 @@ Q8MatmulRows FindQ8MatmulK16(GgmlType type) {
     case GgmlType::Q2_K: return &Q8MatmulRowsLoop<&DotQ2_K, &DotQ2_Kx4>;
     case GgmlType::Q3_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-      if (ByteKernelsSupported()) return &TokenTilesOr<k_bytes::k_tiles::Q3K, &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>>;
+      if (ByteKernelsSupported()) {
+        return &TokenTilesOr<k_bytes::k_tiles::Q3K,
+                             &Q8MatmulRowsLoop<&DotQ3_KBytes<&DotQ3_K>, &DotQ3_KBytesGroup<&DotQ3_Kx4>, kByteKernelGroup>>;
+      }
 #endif
       return &Q8MatmulRowsLoop<&DotQ3_K, &DotQ3_Kx4>;
     case GgmlType::Q6_K:

@@ -35,7 +35,10 @@ Q8MatmulRows FindQ8MatmulK32(GgmlType type) {
       return &Q8MatmulRowsLoop<&DotQ4_K, &DotQ4_Kx4>;
     case GgmlType::Q5_K:
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-      if (ByteKernelsSupported()) return &TokenTilesOr<k_bytes::k_tiles::Q5K, &Q8MatmulRowsLoop<&DotQ5_K, &DotQ5_Kx4>>;
+      if (ByteKernelsSupported()) {
+        return &TokenTilesOr<k_bytes::k_tiles::Q5K, &Q8MatmulRowsLoop<&DotQ5_KBytes<&DotQ5_K>,
+                                                                      &DotQ5_KBytesGroup<&DotQ5_Kx4>, kByteKernelGroup>>;
+      }
 #endif
       return &Q8MatmulRowsLoop<&DotQ5_K, &DotQ5_Kx4>;
     default:
