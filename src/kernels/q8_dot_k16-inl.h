@@ -145,18 +145,11 @@ struct Q3Block {
 
   explicit Q3Block(const std::uint8_t* b)
       : hmask(b + offsetof(BlockQ3_K, hmask)), qs(b + offsetof(BlockQ3_K, qs)), d(LoadHalf(b + offsetof(BlockQ3_K, d))) {
-    // Sixteen 6-bit scales, four per 32-bit word: low nibbles in bytes 0..7 (sub-blocks
-    // 0..7 low, 8..15 high nibble), top 2 bits of sub-block s in byte 8 + s % 4 at bit
-    // 2 · (s / 4). The masks keep every byte apart, so byte order does not matter.
-    std::uint32_t words[3];
-    std::memcpy(words, b + offsetof(BlockQ3_K, scales), sizeof(words));
+    std::uint64_t low, high;
+    unpack_q3_k_scales(b + offsetof(BlockQ3_K, scales), &low, &high);
     std::uint8_t stored[16];
-    for (int k = 0; k < 4; ++k) {
-      const std::uint32_t low = (words[k % 2] >> (4 * (k / 2))) & 0x0f0f0f0fu;
-      const std::uint32_t high = ((words[2] >> (2 * k)) & 0x03030303u) << 4;
-      const std::uint32_t four = low | high;
-      std::memcpy(stored + 4 * k, &four, sizeof(four));
-    }
+    std::memcpy(stored, &low, sizeof(low));
+    std::memcpy(stored + 8, &high, sizeof(high));
     for (int s = 0; s < 16; ++s) scale[s] = static_cast<std::int16_t>(stored[s] - 32);
   }
 

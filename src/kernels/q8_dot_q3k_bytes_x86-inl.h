@@ -18,20 +18,11 @@
 namespace k_bytes {
 
 // The sixteen scales of a Q3_K super-block, offset removed (−32..31), as int8 in
-// sub-block order: low nibbles in bytes 0..7 (sub-blocks 0..7 low, 8..15 high nibble),
-// the top 2 bits of sub-block g in byte 8 + g % 4 at bits 2(g / 4).
+// sub-block order.
 HWY_INLINE __m128i Q3KScales(const std::uint8_t* scales) {
-  std::uint64_t nibbles;
-  std::uint32_t top;
-  std::memcpy(&nibbles, scales, sizeof(nibbles));
-  std::memcpy(&top, scales + 8, sizeof(top));
-  constexpr std::uint64_t kLow4 = 0x0f0f0f0f0f0f0f0full, kLow2 = 0x0303030303030303ull;
-  // Sub-blocks 0..3 take top bits 0-1 of bytes 8..11, 4..7 bits 2-3, 8..11 4-5, 12..15 6-7.
-  const std::uint64_t top_lo = (top | static_cast<std::uint64_t>(top >> 2) << 32) & kLow2;
-  const std::uint64_t top_hi = ((top >> 4) | static_cast<std::uint64_t>(top >> 6) << 32) & kLow2;
-  const std::uint64_t lo = (nibbles & kLow4) | top_lo << 4;
-  const std::uint64_t hi = ((nibbles >> 4) & kLow4) | top_hi << 4;
-  return _mm_sub_epi8(_mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)), _mm_set1_epi8(32));
+  std::uint64_t low, high;
+  unpack_q3_k_scales(scales, &low, &high);
+  return _mm_sub_epi8(_mm_set_epi64x(static_cast<long long>(high), static_cast<long long>(low)), _mm_set1_epi8(32));
 }
 
 // Each byte's bit `from` moved to bit `to` (16-bit shifts: the other bits are garbage,

@@ -138,16 +138,11 @@ struct Q3KDecode {
     for (std::int64_t s = 0; s < n; ++s) {
       const std::uint8_t* block = row + (s0 + s) * static_cast<std::int64_t>(sizeof(BlockQ3_K));
       const float d = HalfToFloat(block + offsetof(BlockQ3_K, d));
-      // Sixteen 6-bit scales stored with offset 32, four per word: low nibbles in bytes
-      // 0..7 (sub-blocks 0..7 low, 8..15 high nibble), the top 2 bits of sub-block g in
-      // byte 8 + g % 4 at bit 2(g / 4). The masks keep the bytes apart.
-      std::uint32_t words[3];
-      std::memcpy(words, block + offsetof(BlockQ3_K, scales), sizeof(words));
-      for (int k = 0; k < 4; ++k) {
-        const std::uint32_t four =
-            ((words[k % 2] >> (4 * (k / 2))) & 0x0f0f0f0fu) | (((words[2] >> (2 * k)) & 0x03030303u) << 4);
-        for (int b = 0; b < 4; ++b)
-          out.scale[i][16 * s + 4 * k + b] = d * static_cast<float>(static_cast<int>((four >> (8 * b)) & 0xff) - 32);
+      std::uint64_t low, high;
+      unpack_q3_k_scales(block + offsetof(BlockQ3_K, scales), &low, &high);
+      for (int g = 0; g < 16; ++g) {
+        const int stored = static_cast<int>(((g < 8 ? low : high) >> (8 * (g % 8))) & 0xff);
+        out.scale[i][16 * s + g] = d * static_cast<float>(stored - 32);
       }
       // Weight 128h + 32j + b: bits 2j, 2j + 1 of qs[32h + b], bit 2 from hmask[b] bit
       // 4h + j (set: the code is the low bits + 4).

@@ -123,6 +123,28 @@ inline void unpack_k4_scales_and_mins(const std::uint8_t* packed, std::uint64_t*
   *mins = (w[1] & low6) | std::uint64_t{((w[2] >> 4) & low4) | ((w[1] >> 2) & bits45)} << 32;
 }
 
+// Stored scale (0..63, 32 above the signed value) of sub-block `sub` (0..15) from the 12
+// packed bytes of Q3_K: its low 4 bits are nibble sub / 8 of byte sub % 8, its top 2 bits
+// bits 2(sub / 4) of byte 8 + sub % 4.
+inline int unpack_q3_k_scale(const std::uint8_t* s, int sub) {
+  const int low = sub < 8 ? (s[sub] & 0x0f) : (s[sub - 8] >> 4);
+  const int high = (s[8 + sub % 4] >> (2 * (sub / 4))) & 3;
+  return low | high << 4;
+}
+
+// All 16 stored scales of Q3_K at once, four bytes at a time: byte j of *low is sub-block
+// j's, of *high sub-block 8 + j's (little-endian).
+inline void unpack_q3_k_scales(const std::uint8_t* packed, std::uint64_t* low, std::uint64_t* high) {
+  static_assert(std::endian::native == std::endian::little, "the packed scales are read as little-endian words");
+  std::uint32_t w[3];
+  std::memcpy(w, packed, sizeof(w));
+  std::uint64_t four[4];
+  for (int k = 0; k < 4; ++k)  // sub-blocks 4k .. 4k + 3
+    four[k] = ((w[k % 2] >> (4 * (k / 2))) & 0x0f0f0f0fu) | (((w[2] >> (2 * k)) & 0x03030303u) << 4);
+  *low = four[0] | four[1] << 32;
+  *high = four[2] | four[3] << 32;
+}
+
 static_assert(sizeof(BlockQ8_0) == 34);
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);

@@ -82,11 +82,7 @@ void decode_q2_k(const BlockQ2_K& b, float* y) {
 
 // Q3_K's sixteen 6-bit scales, offset removed (-32..31).
 void unpack_q3_k_scales(const std::uint8_t* s, int* scale) {
-  for (int i = 0; i < 16; ++i) {
-    const int low = i < 8 ? (s[i] & 0x0f) : (s[i - 8] >> 4);
-    const int high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
-    scale[i] = (low | high << 4) - 32;
-  }
+  for (int i = 0; i < 16; ++i) scale[i] = unpack_q3_k_scale(s, i) - 32;
 }
 
 void decode_q3_k(const BlockQ3_K& b, float* y) {
