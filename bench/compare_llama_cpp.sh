@@ -19,7 +19,7 @@
 # bandwidth and bandwidth efficiency (llama.cpp has no equivalent of those).
 # Both use an F16 KV cache (llama.cpp: its defaults, flash attention on for CPU).
 #
-# Methods: see src/eval/speed_bench.h (piquant) and bench/llama_cpp_bench.mjs. Load:
+# Methods: see src/speed/speed_bench.h (piquant) and bench/llama_cpp_bench.mjs. Load:
 # piquant's clock stops when every weight page is resident; llama.cpp's loadModel
 # returns after mapping the file and advising the kernel to read it (pages still missing
 # are read by the first evaluation), so on a cold cache the two differ in meaning; on a

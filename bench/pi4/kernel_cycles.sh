@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Cortex-A72 (Raspberry Pi 4) cycles per block of piquant's NEON decode kernels, from
-# llvm-mca's static pipeline model, written as the C++ table src/eval/pi4_kernel_cycles.inc
+# llvm-mca's static pipeline model, written as the C++ table src/speed/pi4_kernel_cycles.inc
 # that `piquant bench --project-pi4` projects decode speed from.
 #
-#   bench/pi4/kernel_cycles.sh [OUT.inc]     (default: src/eval/pi4_kernel_cycles.inc)
+#   bench/pi4/kernel_cycles.sh [OUT.inc]     (default: src/speed/pi4_kernel_cycles.inc)
 #
 # Re-run it whenever the kernels (src/kernels/q8_dot_*-inl.h) change; the test
 # Pi4Projection.CommittedTableIsFresh fails while the committed table is stale.
@@ -23,7 +23,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=${1:-$root/src/eval/pi4_kernel_cycles.inc}
+out=${1:-$root/src/speed/pi4_kernel_cycles.inc}
 cxx=${PIQUANT_AARCH64_CXX:-aarch64-linux-gnu-g++}
 qemu=${PIQUANT_QEMU_AARCH64:-qemu-aarch64}
 mca=${PIQUANT_LLVM_MCA:-llvm-mca}

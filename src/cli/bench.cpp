@@ -13,10 +13,10 @@
 #include "core/error.h"
 #include "core/logger.h"
 #include "core/thread_pool.h"
-#include "eval/memory_bandwidth.h"
-#include "eval/pi4_projection.h"
+#include "speed/memory_bandwidth.h"
+#include "speed/pi4_projection.h"
 #include "formats/gguf.h"
-#include "eval/speed_bench.h"
+#include "speed/speed_bench.h"
 
 namespace piquant::cli {
 namespace {

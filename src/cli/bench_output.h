@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "eval/memory_bandwidth.h"
-#include "eval/speed_bench.h"
+#include "speed/memory_bandwidth.h"
+#include "speed/speed_bench.h"
 
 namespace piquant::cli {
 

@@ -11,8 +11,8 @@
 #include "cli/inference_options.h"
 #include "core/error.h"
 #include "core/logger.h"
-#include "model/chat_template.h"
-#include "model/generator.h"
+#include "generate/chat_template.h"
+#include "generate/generator.h"
 
 namespace piquant::cli {
 namespace {

@@ -7,8 +7,8 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/logger.h"
-#include "model/checkpoint.h"
-#include "model/gguf_export.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/gguf_export.h"
 
 namespace piquant::cli {
 namespace {

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "cli/inference_options.h"
-#include "model/llama_context.h"
-#include "model/llama_model.h"
+#include "engine/llama_context.h"
+#include "engine/llama_model.h"
 
 namespace piquant::cli {
 

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "core/logger.h"
 #include "core/mapped_file.h"
-#include "model/generator.h"
+#include "generate/generator.h"
 
 namespace piquant::cli {
 namespace {

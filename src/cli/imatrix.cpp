@@ -11,7 +11,7 @@
 #include "cli/eval_args.h"
 #include "core/error.h"
 #include "core/logger.h"
-#include "quant/imatrix_collector.h"
+#include "quantize/imatrix_collector.h"
 
 namespace piquant::cli {
 namespace {

@@ -10,7 +10,7 @@
 #include "core/logger.h"
 #include "core/memory_info.h"
 #include "formats/gguf.h"
-#include "model/gguf_metadata.h"
+#include "formats/gguf_metadata.h"
 
 namespace piquant::cli {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-#include "model/llama_context.h"
-#include "model/llama_model.h"
-#include "model/sampler.h"
+#include "engine/llama_context.h"
+#include "engine/llama_model.h"
+#include "generate/sampler.h"
 
 namespace piquant::cli {
 

@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "model/model_report.h"
+#include "checkpoint/model_report.h"
 
 namespace piquant::cli {
 

@@ -9,10 +9,10 @@
 #include "core/error.h"
 #include "core/logger.h"
 #include "core/thread_pool.h"
-#include "model/checkpoint.h"
-#include "model/gguf_export.h"
-#include "quant/imatrix_file.h"
-#include "quant/recipe.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/gguf_export.h"
+#include "quantize/imatrix_file.h"
+#include "quantize/recipe.h"
 
 namespace piquant::cli {
 namespace {

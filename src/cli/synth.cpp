@@ -9,7 +9,7 @@
 #include "core/logger.h"
 #include "core/mapped_file.h"
 #include "core/shared_data.h"
-#include "model/synthetic.h"
+#include "checkpoint/synthetic.h"
 #include "tokenizer/bpe_trainer.h"
 
 namespace piquant::cli {

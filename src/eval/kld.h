@@ -11,7 +11,7 @@
 
 #include "eval/eval_chunks.h"
 #include "eval/logits_file.h"
-#include "model/llama_context.h"
+#include "engine/llama_context.h"
 
 namespace piquant {
 

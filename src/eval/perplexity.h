@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "eval/eval_chunks.h"
-#include "model/llama_context.h"
+#include "engine/llama_context.h"
 
 namespace piquant {
 

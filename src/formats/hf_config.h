@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/llama_params.h"
+#include "formats/llama_params.h"
 
 namespace piquant {
 

@@ -32,7 +32,7 @@ std::optional<std::uint64_t> count(const std::vector<std::int64_t>& shape) {
 
 }  // namespace
 
-Llama2cCheckpoint::Llama2cCheckpoint(const std::string& path) : file_(path) {
+Llama2cFile::Llama2cFile(const std::string& path) : file_(path) {
   static_assert(std::endian::native == std::endian::little, "llama2.c checkpoints are little-endian");
   if (file_.size() < kHeaderBytes) {
     throw FormatError(path, "header",
@@ -120,7 +120,7 @@ Llama2cCheckpoint::Llama2cCheckpoint(const std::string& path) : file_(path) {
   params_.validate(path);
 }
 
-const Llama2cCheckpoint::Array& Llama2cCheckpoint::array(const std::string& name) const {
+const Llama2cFile::Array& Llama2cFile::array(const std::string& name) const {
   for (const auto& a : arrays_) {
     if (a.name == name) return a;
   }
@@ -128,13 +128,13 @@ const Llama2cCheckpoint::Array& Llama2cCheckpoint::array(const std::string& name
               (name == "wcls" ? " (its classifier is shared with token_embedding)" : ""));
 }
 
-std::span<const float> Llama2cCheckpoint::data(const Array& array) const {
+std::span<const float> Llama2cFile::data(const Array& array) const {
   const auto n = count(array.shape).value_or(0);
   const auto bytes = file_.bytes(array.offset, n * sizeof(float), array.name);
   return {reinterpret_cast<const float*>(bytes.data()), static_cast<std::size_t>(n)};
 }
 
-std::span<const float> Llama2cCheckpoint::layer_data(const Array& array, std::int64_t layer) const {
+std::span<const float> Llama2cFile::layer_data(const Array& array, std::int64_t layer) const {
   if (!is_per_layer(array.name)) throw Error(file_.path() + ": array '" + array.name + "' has no layer dimension");
   if (layer < 0 || layer >= array.shape.front()) {
     throw Error(file_.path() + ": layer " + std::to_string(layer) + " of '" + array.name + "' is out of range [0, " +

@@ -15,11 +15,11 @@
 #include <vector>
 
 #include "core/mapped_file.h"
-#include "model/llama_params.h"
+#include "formats/llama_params.h"
 
 namespace piquant {
 
-class Llama2cCheckpoint {
+class Llama2cFile {
  public:
   struct Array {
     std::string name;  // token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, wcls
@@ -29,7 +29,7 @@ class Llama2cCheckpoint {
 
   // Validates the header (all positive, heads divide dim, kv heads divide heads)
   // and that the file holds exactly the arrays the header implies.
-  explicit Llama2cCheckpoint(const std::string& path);
+  explicit Llama2cFile(const std::string& path);
 
   const LlamaParams& params() const { return params_; }
   bool shared_classifier() const { return shared_classifier_; }

@@ -55,9 +55,9 @@ class SafetensorsFile {
 
 // A whole checkpoint: a folder with model.safetensors.index.json (sharded), a folder
 // with one model.safetensors, or a single .safetensors file.
-class SafetensorsCheckpoint {
+class SafetensorsFiles {
  public:
-  explicit SafetensorsCheckpoint(const std::string& path);
+  explicit SafetensorsFiles(const std::string& path);
   const std::vector<std::string>& names() const { return names_; }  // in file order
   const SafeTensor* find(std::string_view name) const;
   const SafeTensor& tensor(std::string_view name) const;  // throws FormatError naming the checkpoint

@@ -63,7 +63,7 @@ std::map<std::string, std::string> read_weight_map(const std::string& index_path
 
 }  // namespace
 
-SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& path) : path_(path) {
+SafetensorsFiles::SafetensorsFiles(const std::string& path) : path_(path) {
   std::error_code ec;
   std::string index_path;
   std::string single_path;
@@ -130,25 +130,25 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& path) : path_(pa
   }
 }
 
-const SafeTensor* SafetensorsCheckpoint::find(std::string_view name) const {
+const SafeTensor* SafetensorsFiles::find(std::string_view name) const {
   const auto it = index_.find(name);
   if (it == index_.end()) return nullptr;
   return &shards_[it->second.first]->tensors()[it->second.second];
 }
 
-const SafeTensor& SafetensorsCheckpoint::tensor(std::string_view name) const {
+const SafeTensor& SafetensorsFiles::tensor(std::string_view name) const {
   const SafeTensor* t = find(name);
   if (t == nullptr) throw FormatError(path_, "tensor '" + std::string(name) + "'", "not in the checkpoint");
   return *t;
 }
 
-const MappedFile& SafetensorsCheckpoint::file_of(const SafeTensor& tensor) const {
+const MappedFile& SafetensorsFiles::file_of(const SafeTensor& tensor) const {
   const auto it = index_.find(tensor.name);
   if (it != index_.end() && shards_[it->second.first]->path() == tensor.file) return shards_[it->second.first]->file();
   throw Error(path_ + ": tensor '" + tensor.name + "' does not belong to this checkpoint");
 }
 
-std::uint64_t SafetensorsCheckpoint::total_bytes() const {
+std::uint64_t SafetensorsFiles::total_bytes() const {
   std::uint64_t total = 0;
   for (const auto& shard : shards_) {
     for (const auto& t : shard->tensors()) total += t.data.size();

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <string>
 
-#include "quant/imatrix_file.h"
+#include "quantize/imatrix_file.h"
 #include "support/model_fixtures.h"
 #include "support/test_support.h"
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <string>
 
-#include "eval/eval_test_support.h"
+#include "support/eval_test_support.h"
 
 namespace piquant::testing {
 namespace {

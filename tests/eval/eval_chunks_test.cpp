@@ -5,8 +5,8 @@
 
 #include "core/error.h"
 #include "eval/eval_chunks.h"
-#include "eval/eval_test_support.h"
-#include "model/llama_model.h"
+#include "support/eval_test_support.h"
+#include "engine/llama_model.h"
 
 namespace piquant {
 namespace {

@@ -13,9 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "eval/eval_test_support.h"
-#include "model/llama_context.h"
-#include "model/llama_model.h"
+#include "support/eval_test_support.h"
+#include "engine/llama_context.h"
+#include "engine/llama_model.h"
 
 namespace piquant::testing {
 namespace {

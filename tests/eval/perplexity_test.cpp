@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "core/error.h"
-#include "eval/eval_test_support.h"
+#include "support/eval_test_support.h"
 #include "eval/perplexity.h"
-#include "model/llama_model.h"
+#include "engine/llama_model.h"
 
 namespace piquant {
 namespace {

@@ -13,7 +13,7 @@ using piquant::testing::TempDir;
 
 TEST(Llama2c, Stories260kHeaderFacts) {
   const auto path = PIQUANT_SHARED_FILE("models/stories260K/stories260K.bin");
-  const Llama2cCheckpoint checkpoint(path.string());
+  const Llama2cFile checkpoint(path.string());
   const LlamaParams& p = checkpoint.params();
   EXPECT_EQ(p.n_embd, 64);
   EXPECT_EQ(p.n_ff, std::vector<std::int64_t>(5, 172));
@@ -36,7 +36,7 @@ TEST(Llama2c, Stories260kHeaderFacts) {
 
 TEST(Llama2c, Stories260kArraysTileTheFile) {
   const auto path = PIQUANT_SHARED_FILE("models/stories260K/stories260K.bin");
-  const Llama2cCheckpoint checkpoint(path.string());
+  const Llama2cFile checkpoint(path.string());
   std::uint64_t end = 28;
   for (const auto& a : checkpoint.arrays()) {
     EXPECT_EQ(a.offset, end) << a.name;
@@ -85,7 +85,7 @@ constexpr std::size_t kOwnClassifierFloats = 1288 + 80;
 TEST(Llama2c, TinySyntheticLayout) {
   TempDir dir;
   testing::write_file(dir / "own.bin", tiny_checkpoint(-10, kOwnClassifierFloats));
-  const Llama2cCheckpoint own((dir / "own.bin").string());
+  const Llama2cFile own((dir / "own.bin").string());
   EXPECT_FALSE(own.shared_classifier());
   EXPECT_FALSE(own.params().tie_word_embeddings);
   EXPECT_EQ(own.params().n_vocab, 10);
@@ -101,7 +101,7 @@ TEST(Llama2c, TinySyntheticLayout) {
   EXPECT_THROW(own.layer_data(own.array("rms_final"), 0), Error);
 
   testing::write_file(dir / "shared.bin", tiny_checkpoint(10, kSharedFloats));
-  const Llama2cCheckpoint shared((dir / "shared.bin").string());
+  const Llama2cFile shared((dir / "shared.bin").string());
   EXPECT_TRUE(shared.shared_classifier());
   EXPECT_EQ(shared.arrays().back().name, "freq_cis_imag");
 }
@@ -137,7 +137,7 @@ TEST(Llama2c, CorruptFilesAreRejected) {
     const auto path = dir / "bad.bin";
     testing::write_file(path, c.bytes);
     try {
-      Llama2cCheckpoint checkpoint(path.string());
+      Llama2cFile checkpoint(path.string());
       ADD_FAILURE() << c.what << ": no error";
     } catch (const FormatError& e) {
       const std::string message = e.what();

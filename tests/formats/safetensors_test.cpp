@@ -112,7 +112,7 @@ TEST(Safetensors, ReadsHandAssembledFile) {
   EXPECT_EQ(b->data[4], 0x40);
   EXPECT_EQ(file.find("c"), nullptr);
 
-  const SafetensorsCheckpoint checkpoint((dir / "x.safetensors").string());
+  const SafetensorsFiles checkpoint((dir / "x.safetensors").string());
   EXPECT_EQ(checkpoint.names(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(checkpoint.total_bytes(), 22u);
   EXPECT_EQ(&checkpoint.file_of(checkpoint.tensor("b")).path(), &checkpoint.file_of(checkpoint.tensor("a")).path());
@@ -161,7 +161,7 @@ TEST(Safetensors, SingleFileRoundTripEveryDtype) {
   }
   EXPECT_EQ(raw.size(), 8 + header_length + data_bytes);
 
-  const SafetensorsCheckpoint checkpoint(dir.path().string());
+  const SafetensorsFiles checkpoint(dir.path().string());
   ASSERT_EQ(checkpoint.names().size(), tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     EXPECT_EQ(checkpoint.names()[i], tensors[i].name);
@@ -218,7 +218,7 @@ TEST(Safetensors, ShardedRoundTripWithChunkedWrites) {
     EXPECT_GT(bytes, 0u);
   }
 
-  const SafetensorsCheckpoint checkpoint((dir / "out").string());
+  const SafetensorsFiles checkpoint((dir / "out").string());
   ASSERT_EQ(checkpoint.names().size(), tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     EXPECT_EQ(checkpoint.names()[i], tensors[i].name);
@@ -228,7 +228,7 @@ TEST(Safetensors, ShardedRoundTripWithChunkedWrites) {
   }
   EXPECT_EQ(checkpoint.total_bytes(), total);
   // The index file itself names the same checkpoint.
-  EXPECT_EQ(SafetensorsCheckpoint(files.back()).names(), checkpoint.names());
+  EXPECT_EQ(SafetensorsFiles(files.back()).names(), checkpoint.names());
   try {
     checkpoint.tensor("lm_head.weight");
     ADD_FAILURE() << "no error";
@@ -251,7 +251,7 @@ TEST(Safetensors, TensorLargerThanShardLimitGetsItsOwnShard) {
   writer.write(small);
   writer.finish();
   EXPECT_EQ(writer.files().size(), 4u);
-  const SafetensorsCheckpoint checkpoint(dir.path().string());
+  const SafetensorsFiles checkpoint(dir.path().string());
   EXPECT_EQ(checkpoint.names(), (std::vector<std::string>{"small0", "big", "small1"}));
 }
 
@@ -267,7 +267,7 @@ TEST(Safetensors, UnfinishedWriterLeavesNoFiles) {
       EXPECT_FALSE(listing(out).empty()) << "temporary files exist while writing";
     }
     EXPECT_TRUE(listing(out).empty()) << "files left behind in " << out;
-    EXPECT_THROW(SafetensorsCheckpoint{out.string()}, Error);
+    EXPECT_THROW(SafetensorsFiles{out.string()}, Error);
   }
 }
 
@@ -382,12 +382,12 @@ TEST(Safetensors, InconsistentIndexIsRejected) {
     const fs::path index_path = folder / "model.safetensors.index.json";
     testing::write_file(index_path, c.index);
     if (c.words.empty()) {
-      const SafetensorsCheckpoint checkpoint(folder.string());
+      const SafetensorsFiles checkpoint(folder.string());
       EXPECT_EQ(checkpoint.names(), (std::vector<std::string>{"a", "b"})) << c.what;
       continue;
     }
     try {
-      SafetensorsCheckpoint checkpoint(folder.string());
+      SafetensorsFiles checkpoint(folder.string());
       ADD_FAILURE() << c.what << ": no error";
     } catch (const FormatError& e) {
       const std::string message = e.what();
@@ -402,12 +402,12 @@ TEST(Safetensors, InconsistentIndexIsRejected) {
 TEST(Safetensors, CheckpointFolderWithoutModelFilesIsAnError) {
   TempDir dir;
   try {
-    SafetensorsCheckpoint checkpoint(dir.path().string());
+    SafetensorsFiles checkpoint(dir.path().string());
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(dir.path().string()), std::string::npos) << e.what();
   }
-  EXPECT_THROW(SafetensorsCheckpoint{(dir / "nope.safetensors").string()}, Error);
+  EXPECT_THROW(SafetensorsFiles{(dir / "nope.safetensors").string()}, Error);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@
 #include "eval/log_softmax.h"
 #include "interop/engine_parity_support.h"
 #include "interop/llama_cpp_runner.h"
-#include "model/generator.h"
-#include "model/llama_context.h"
-#include "model/llama_model.h"
+#include "generate/generator.h"
+#include "engine/llama_context.h"
+#include "engine/llama_model.h"
 
 namespace piquant::testing {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "interop/engine_parity_support.h"
 #include "interop/llama_cpp_runner.h"
-#include "model/llama_model.h"
+#include "engine/llama_model.h"
 
 namespace piquant::testing {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "interop/llama_cpp_runner.h"
-#include "model/synthetic.h"
+#include "checkpoint/synthetic.h"
 #include "tokenizer/vocab.h"
 
 namespace piquant::testing {

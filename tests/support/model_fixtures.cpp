@@ -4,8 +4,8 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "model/llama_params.h"
-#include "model/synthetic.h"
+#include "formats/llama_params.h"
+#include "checkpoint/synthetic.h"
 #include "tokenizer/vocab.h"
 
 namespace piquant::testing {

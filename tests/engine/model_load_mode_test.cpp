@@ -1,0 +1,117 @@
+// Loading a model by reading it into memory (use_mmap = false) instead of mapping it:
+// the same model, bit for bit; and the sizes the memory check relies on.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "engine/llama_context.h"
+#include "engine/llama_model.h"
+#include "support/model_fixtures.h"
+#include "support/test_support.h"
+
+namespace piquant {
+namespace {
+
+std::vector<float> logits_of(const LlamaModel& model, std::int64_t n_ctx) {
+  ContextOptions options;
+  options.n_ctx = n_ctx;
+  options.n_threads = 2;
+  LlamaContext context(model, options);
+  std::vector<std::int32_t> tokens;
+  for (std::int32_t i = 0; i < 24; ++i) tokens.push_back((i * 37 + 1) % static_cast<std::int32_t>(model.params().n_vocab));
+  const auto logits = context.eval(tokens, true);
+  return {logits.begin(), logits.end()};
+}
+
+class StoriesLoadMode : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto checkpoint = PIQUANT_SHARED_FILE("models/stories260K/stories260K.bin");
+    const auto tokenizer = PIQUANT_SHARED_FILE("models/stories260K/tok512.bin");
+    gguf_ = testing::convert_stories260k(dir_, checkpoint, tokenizer, "f16").string();
+  }
+  testing::TempDir dir_;
+  std::string gguf_;
+};
+
+TEST_F(StoriesLoadMode, ReadIntoMemoryGivesBitIdenticalLogits) {
+  ModelLoadOptions mapped_options;
+  ModelLoadOptions read_options;
+  read_options.use_mmap = false;
+  read_options.prefetch = true;  // a no-op on a read-in copy, and must stay harmless
+  const auto mapped = LlamaModel::load(gguf_, mapped_options);
+  const auto read = LlamaModel::load(gguf_, read_options);
+  // Really two copies of the weights, not one map seen twice.
+  EXPECT_NE(mapped->token_embedding().data, read->token_embedding().data);
+  EXPECT_EQ(std::memcmp(mapped->token_embedding().data, read->token_embedding().data,
+                        mapped->token_embedding().row_bytes * static_cast<std::size_t>(mapped->token_embedding().rows)),
+            0);
+  EXPECT_EQ(mapped->weight_bytes(), read->weight_bytes());
+  const std::vector<float> a = logits_of(*mapped, 64);
+  const std::vector<float> b = logits_of(*read, 64);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST_F(StoriesLoadMode, KvCacheSizeIsKnownBeforeAllocating) {
+  const auto model = LlamaModel::load(gguf_);
+  // stories260K (llama2.c header): 5 layers, 4 KV heads of 64/8 = 8 dims.
+  const std::uint64_t kv_dim = 4 * 8;
+  for (const GgmlType type : {GgmlType::F16, GgmlType::F32}) {
+    ContextOptions options;
+    options.n_ctx = 96;
+    options.n_threads = 1;
+    options.kv_type = type;
+    const std::uint64_t element = type == GgmlType::F16 ? 2 : 4;
+    EXPECT_EQ(LlamaContext::kv_cache_bytes(model->params(), options), 2 * 5 * 96 * kv_dim * element);
+    const LlamaContext context(*model, options);
+    EXPECT_EQ(LlamaContext::kv_cache_bytes(model->params(), options), context.kv_cache_bytes());
+    EXPECT_GT(LlamaContext::scratch_bytes(model->params(), options), 0u);
+  }
+  ContextOptions absurd;
+  absurd.n_ctx = INT64_MAX;
+  EXPECT_EQ(LlamaContext::kv_cache_bytes(model->params(), absurd), UINT64_MAX);
+  EXPECT_EQ(LlamaContext::scratch_bytes(model->params(), absurd), UINT64_MAX);
+}
+
+TEST_F(StoriesLoadMode, TruncatedFileReadIntoMemoryFailsLikeTheMap) {
+  const std::string bytes = testing::read_file(gguf_);
+  const auto cut = (dir_ / "cut.gguf").string();
+  testing::write_file(cut, bytes.substr(0, bytes.size() - 100));  // the last tensor's data is short
+  const auto message_of = [&](FileLoad how) -> std::string {
+    try {
+      GgufFile file(cut, how);
+    } catch (const FormatError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string mapped = message_of(FileLoad::Map);
+  EXPECT_NE(mapped.find(cut + ": "), std::string::npos) << mapped;
+  EXPECT_EQ(message_of(FileLoad::ReadIntoMemory), mapped);
+}
+
+TEST(ModelLoadMode, HuggingFaceFolderCannotBeReadIntoMemory) {
+  testing::TempDir dir;
+  const auto result = testing::run_cli("synth --preset tiny -o " + (dir / "hf").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  ModelLoadOptions options;
+  options.use_mmap = false;
+  try {
+    LlamaModel::load((dir / "hf").string(), options);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find((dir / "hf").string() + ": "), std::string::npos) << message;
+    EXPECT_NE(message.find("--no-mmap"), std::string::npos) << message;
+    EXPECT_NE(message.find("GGUF"), std::string::npos) << message;
+  }
+  EXPECT_NO_THROW(LlamaModel::load((dir / "hf").string()));  // mapped, it loads
+}
+
+}  // namespace
+}  // namespace piquant
