@@ -58,7 +58,8 @@ T wait_for_change(const std::atomic<T>& a, T old) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(unsigned n_threads) : n_threads_(n_threads ? n_threads : physical_cores()) {
+ThreadPool::ThreadPool(unsigned n_threads)
+    : n_threads_(n_threads ? n_threads : physical_cores()), errors_(n_threads_) {
   for (unsigned i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
 
@@ -74,26 +75,49 @@ void ThreadPool::worker(unsigned index) {
   for (;;) {
     seen = wait_for_change(generation_, seen);
     if (stop_.load(std::memory_order_relaxed)) return;
-    (*job_.load(std::memory_order_relaxed))(index, n_threads_);
+    call_job(*job_.load(std::memory_order_relaxed), index);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 
+void ThreadPool::call_job(const std::function<void(unsigned, unsigned)>& fn, unsigned index) noexcept {
+  try {
+    fn(index, n_threads_);
+  } catch (...) {
+    // Only this thread writes its slot; the caller reads it after pending_ reaches 0.
+    errors_[index] = std::current_exception();
+    failed_.store(true, std::memory_order_relaxed);
+  }
+}
+
+void ThreadPool::rethrow_first_error() {
+  std::exception_ptr first;
+  for (auto& error : errors_) {
+    if (!first) first = std::move(error);
+    error = nullptr;  // drops the others (and leaves every slot empty for the next job)
+  }
+  failed_.store(false, std::memory_order_relaxed);
+  std::rethrow_exception(first);
+}
+
 void ThreadPool::run(const std::function<void(unsigned, unsigned)>& fn) {
   if (n_threads_ == 1) {
-    fn(0, 1);
+    fn(0, 1);  // nothing else runs: an exception may leave directly
     return;
   }
   job_.store(&fn, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and pending_
   generation_.notify_all();
-  fn(0, n_threads_);
+  call_job(fn, 0);  // the caller's exception waits for the workers like theirs
+  // The acquire load that sees 0 synchronizes with every worker's release fetch_sub, so
+  // their error slots and failed_ are visible below.
   for (unsigned left = pending_.load(std::memory_order_acquire); left != 0;
        left = pending_.load(std::memory_order_acquire)) {
     wait_for_change(pending_, left);
   }
   job_.store(nullptr, std::memory_order_relaxed);
+  if (failed_.load(std::memory_order_relaxed)) rethrow_first_error();
 }
 
 void ThreadPool::parallel_for(std::int64_t n, std::int64_t grain,

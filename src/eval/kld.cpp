@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "eval/eval_stats.h"
 #include "eval/log_softmax.h"
-#include "eval/parallel_rows.h"
 #include "eval/perplexity.h"
 
 namespace piquant {
@@ -67,7 +67,8 @@ KldResult compute_kld(const KldBase& base, LlamaContext& model, const EvalChunks
     const std::span<const float> model_logits = evaluate_chunk(model, chunks, c);
     result.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    parallel_rows(model.pool(), n_rows, [&](std::int64_t begin, std::int64_t end) {
+    // A row's Error (NaN scores, a bad saved row) reaches this thread, the first bad row's.
+    model.pool().parallel_for(n_rows, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<double> base_lp;  // this thread's row buffer
       for (std::int64_t r = begin; r < end; ++r) {
         const std::int32_t target = chunks.target(c, chunks.first_scored() + r);

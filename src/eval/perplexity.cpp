@@ -5,9 +5,9 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "eval/eval_stats.h"
 #include "eval/log_softmax.h"
-#include "eval/parallel_rows.h"
 
 namespace piquant {
 
@@ -42,8 +42,9 @@ PerplexityResult compute_perplexity(LlamaContext& context, const EvalChunks& chu
     const auto start = std::chrono::steady_clock::now();
     const std::span<const float> logits = evaluate_chunk(context, chunks, c);
     result.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    // Rows are independent: score them on the context's threads, then sum in order.
-    parallel_rows(context.pool(), n_rows, [&](std::int64_t begin, std::int64_t end) {
+    // Rows are independent: score them on the context's threads, then sum in order. A
+    // NaN row's Error reaches the caller (the first such row, as a serial loop would).
+    context.pool().parallel_for(n_rows, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t r = begin; r < end; ++r) {
         const auto row = logits.subspan(static_cast<std::size_t>(r * n_vocab), static_cast<std::size_t>(n_vocab));
         const std::int32_t target = chunks.target(c, chunks.first_scored() + r);

@@ -1,14 +1,17 @@
 // ThreadPool: every index of parallel_for exactly once, run() on every thread, clean
-// shutdown.
+// shutdown, exceptions carried to the caller after every thread is done.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 
 namespace piquant {
@@ -98,6 +101,194 @@ TEST(ThreadPool, ZeroMeansOnePerPhysicalCore) {
   ThreadPool pool(0);
   EXPECT_EQ(pool.size(), ThreadPool::physical_cores());
   EXPECT_GE(pool.size(), 1u);
+}
+
+// Exceptions --------------------------------------------------------------------------
+
+// A normal job right after a throwing one: every index called once, none twice.
+void expect_pool_still_works(ThreadPool& pool, const std::string& where) {
+  std::vector<std::atomic<int>> calls(pool.size());
+  pool.run([&](unsigned index, unsigned) { calls[index]++; });
+  for (unsigned i = 0; i < pool.size(); ++i) EXPECT_EQ(calls[i], 1) << where << ", thread " << i;
+  std::vector<std::atomic<int>> hits(257);
+  pool.parallel_for(257, 3, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) hits[static_cast<std::size_t>(i)]++;
+  });
+  for (std::size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i], 1) << where << ", index " << i;
+}
+
+// The message of the Error that run() throws, or "" if it throws none.
+template <class Fn>
+std::string error_of_run(ThreadPool& pool, Fn fn) {
+  try {
+    pool.run(fn);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ThreadPoolExceptions, WorkerExceptionReachesTheCaller) {
+  for (const unsigned threads : {2u, 4u}) {
+    ThreadPool pool(threads);
+    for (unsigned thrower = 1; thrower < threads; ++thrower) {
+      std::vector<std::atomic<int>> calls(threads);
+      const std::string message = error_of_run(pool, [&](unsigned index, unsigned) {
+        calls[index]++;
+        if (index == thrower) throw Error("worker " + std::to_string(index));
+      });
+      const std::string where = std::to_string(threads) + " threads, thrower " + std::to_string(thrower);
+      EXPECT_EQ(message, "worker " + std::to_string(thrower)) << where;
+      for (unsigned i = 0; i < threads; ++i) EXPECT_EQ(calls[i], 1) << where << ": every thread runs its call once";
+      expect_pool_still_works(pool, where);
+    }
+  }
+}
+
+TEST(ThreadPoolExceptions, CallerExceptionReachesTheCaller) {
+  for (const unsigned threads : {1u, 2u, 4u}) {
+    ThreadPool pool(threads);
+    const std::string message = error_of_run(pool, [&](unsigned index, unsigned) {
+      if (index == 0) throw Error("caller");
+    });
+    EXPECT_EQ(message, "caller") << threads << " threads";
+    expect_pool_still_works(pool, std::to_string(threads) + " threads");
+  }
+}
+
+TEST(ThreadPoolExceptions, CallerThrowingWaitsForTheWorkersToFinish) {
+  // The caller throws at once; the workers sleep, then write. Had run() left early, the
+  // flags would still be unset here (and fn, a temporary, would be gone under them).
+  for (const unsigned threads : {2u, 4u}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> finished(threads);
+    const std::string message = error_of_run(pool, [&](unsigned index, unsigned) {
+      if (index == 0) throw Error("caller");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      finished[index].store(1);
+    });
+    EXPECT_EQ(message, "caller");
+    for (unsigned i = 1; i < threads; ++i) EXPECT_EQ(finished[i].load(), 1) << threads << " threads, worker " << i;
+    expect_pool_still_works(pool, std::to_string(threads) + " threads");
+  }
+}
+
+TEST(ThreadPoolExceptions, WorkerThrowingWaitsForTheOtherWorkers) {
+  ThreadPool pool(4);
+  std::vector<std::atomic<int>> finished(4);
+  const std::string message = error_of_run(pool, [&](unsigned index, unsigned) {
+    if (index == 1) throw Error("worker 1");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    finished[index].store(1);
+  });
+  EXPECT_EQ(message, "worker 1");
+  for (const unsigned i : {0u, 2u, 3u}) EXPECT_EQ(finished[i].load(), 1) << "thread " << i;
+}
+
+// Counts its live instances: the exceptions that are not rethrown must be destroyed.
+struct Counted {
+  static std::atomic<int> live;
+  unsigned index;
+  explicit Counted(unsigned i) : index(i) { live++; }
+  Counted(const Counted& other) : index(other.index) { live++; }
+  ~Counted() { live--; }
+};
+std::atomic<int> Counted::live{0};
+
+TEST(ThreadPoolExceptions, EveryThreadThrowingGivesExactlyOneTheLowestIndex) {
+  for (const unsigned threads : {1u, 2u, 4u}) {
+    ThreadPool pool(threads);
+    for (const unsigned lowest : {0u, 1u}) {
+      if (lowest >= threads) continue;
+      const std::string where = std::to_string(threads) + " threads, from thread " + std::to_string(lowest);
+      int caught = 0;
+      try {
+        pool.run([&](unsigned index, unsigned) {
+          if (index >= lowest) throw Counted(index);
+        });
+      } catch (const Counted& e) {
+        ++caught;
+        EXPECT_EQ(e.index, lowest) << where;
+        EXPECT_EQ(Counted::live.load(), 1) << where << ": the other threads' exceptions are dropped";
+      }
+      EXPECT_EQ(caught, 1) << where;
+      EXPECT_EQ(Counted::live.load(), 0) << where << ": nothing kept after the catch";
+      expect_pool_still_works(pool, where);
+    }
+  }
+}
+
+TEST(ThreadPoolExceptions, NonStdExceptionPropagatesAsItself) {
+  for (const unsigned threads : {1u, 2u, 4u}) {
+    ThreadPool pool(threads);
+    for (unsigned thrower = 0; thrower < threads; ++thrower) {
+      const std::string where = std::to_string(threads) + " threads, thrower " + std::to_string(thrower);
+      try {
+        pool.run([&](unsigned index, unsigned) {
+          if (index == thrower) throw 42;
+        });
+        ADD_FAILURE() << where << ": nothing thrown";
+      } catch (const int value) {
+        EXPECT_EQ(value, 42) << where;
+      } catch (...) {
+        ADD_FAILURE() << where << ": another type arrived";
+      }
+      expect_pool_still_works(pool, where);
+    }
+  }
+}
+
+TEST(ThreadPoolExceptions, ParallelForGivesTheErrorASerialLoopWould) {
+  // Rows 0..99 over 4 threads: 0-24, 25-49, 50-74, 75-99. Each call stops at its first
+  // bad row; the error that arrives is the first bad row in order.
+  for (const unsigned threads : {1u, 2u, 4u}) {
+    ThreadPool pool(threads);
+    const auto first_bad_row = [&](const std::set<std::int64_t>& bad) -> std::string {
+      std::vector<std::atomic<int>> seen(100);
+      try {
+        pool.parallel_for(100, 1, [&](std::int64_t begin, std::int64_t end) {
+          for (std::int64_t r = begin; r < end; ++r) {
+            seen[static_cast<std::size_t>(r)]++;
+            if (bad.count(r)) throw Error("row " + std::to_string(r));
+          }
+        });
+      } catch (const Error& e) {
+        return e.what();
+      }
+      for (std::size_t r = 0; r < seen.size(); ++r) EXPECT_EQ(seen[r], 1) << "row " << r;
+      return "";
+    };
+    const std::string where = std::to_string(threads) + " threads";
+    EXPECT_EQ(first_bad_row({}), "") << where;
+    EXPECT_EQ(first_bad_row({97}), "row 97") << where;
+    EXPECT_EQ(first_bad_row({10, 97}), "row 10") << where;
+    EXPECT_EQ(first_bad_row({60, 30, 40}), "row 30") << where;
+    EXPECT_EQ(first_bad_row({99, 0}), "row 0") << where;
+    expect_pool_still_works(pool, where);
+  }
+}
+
+TEST(ThreadPoolExceptions, AlternatingThrowingAndNormalJobsKeepWorking) {
+  for (const unsigned threads : {1u, 2u, 4u}) {
+    ThreadPool pool(threads);
+    std::vector<int> data(threads, 0);
+    for (int round = 1; round <= 1000; ++round) {
+      const unsigned thrower = static_cast<unsigned>(round / 2) % threads;
+      const bool throws = round % 2 == 0;
+      int caught = -1;
+      try {
+        pool.run([&](unsigned index, unsigned) {
+          data[index] = round;
+          if (throws && index == thrower) throw static_cast<int>(index);
+        });
+      } catch (const int value) {
+        caught = value;
+      }
+      ASSERT_EQ(caught, throws ? static_cast<int>(thrower) : -1) << threads << " threads, round " << round;
+      // Every thread wrote this round's value before run() returned or threw.
+      ASSERT_EQ(std::count(data.begin(), data.end(), round), static_cast<long>(threads)) << threads << " threads, round " << round;
+    }
+  }
 }
 
 }  // namespace

@@ -3,11 +3,8 @@
 #include <limits>
 #include <vector>
 
-#include "core/error.h"
-#include "core/thread_pool.h"
 #include "eval/eval_stats.h"
 #include "eval/log_softmax.h"
-#include "eval/parallel_rows.h"
 #include "support/test_support.h"
 
 namespace piquant {
@@ -87,20 +84,6 @@ TEST(Percentile, InterpolatesBetweenOrderStatistics) {
   EXPECT_DOUBLE_EQ(percentile(two, 0.25), 0.25);
   std::vector<float> none;
   EXPECT_EQ(percentile(none, 0.5), 0.0);
-}
-
-TEST(ParallelRows, CoversEveryRowOnceAndCarriesErrorsBackToTheCaller) {
-  ThreadPool pool(2);
-  std::vector<int> seen(100, 0);
-  parallel_rows(pool, 100, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) ++seen[static_cast<std::size_t>(i)];
-  });
-  for (const int s : seen) EXPECT_EQ(s, 1);
-  EXPECT_THROW(parallel_rows(pool, 100,
-                             [&](std::int64_t begin, std::int64_t end) {
-                               if (begin <= 97 && 97 < end) throw Error("row 97");
-                             }),
-               Error);
 }
 
 }  // namespace
