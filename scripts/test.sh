@@ -2,7 +2,8 @@
 # Builds piquant and runs every test: the Release build (incl. the llama.cpp interop
 # tests), the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, and
 # the Raspberry Pi 4 cross build (aarch64) whose unit tests run under qemu-aarch64 on an
-# emulated Cortex-A72, so every NEON kernel is checked against its scalar reference.
+# emulated Cortex-A72, so every NEON kernel is checked against its scalar reference,
+# and the Pi 4 cycle table (bench/pi4/kernel_cycles.sh --check) is compared with the kernels.
 # Usage: scripts/test.sh [--release-only] [--no-aarch64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,15 @@ if ((aarch64)); then
   cmake --preset aarch64 >/dev/null
   cmake --build --preset aarch64 -j "$jobs"
   ctest --preset aarch64 -j "$jobs"
+fi
+
+# Pi 4 cycle table: builds a fresh one from today's NEON kernels in a temporary folder
+# (cross build, qemu trace, llvm-mca; about 30 s) and compares it with the committed
+# src/speed/pi4_kernel_cycles.inc within 3% per number.
+# Needs the same cross toolchain as the aarch64 step, so --no-aarch64 skips it too.
+if ((aarch64)); then
+  echo "== Pi 4 kernel cycle table (bench/pi4/kernel_cycles.sh --check)"
+  bash bench/pi4/kernel_cycles.sh --check
 fi
 
 cmake --preset asan >/dev/null

@@ -1,5 +1,4 @@
 // Real vocab-only GGUF files written by llama.cpp's own Python gguf writer.
-#include <chrono>
 #include <cstdint>
 
 #include "core/error.h"
@@ -13,15 +12,8 @@ using testing::TempDir;
 
 TEST(GgufRealFiles, LlamaBpeVocab) {
   const auto path = PIQUANT_SHARED_FILE("tokenizers/ggml-vocab/ggml-vocab-llama-bpe.gguf");
-  const auto start = std::chrono::steady_clock::now();
+  // How fast this parses is bench/text_bench.cpp's business, not a test's.
   const GgufFile file(path);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-// Timed only in optimized native builds (not sanitized, not under an emulator).
-#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__) && !defined(PIQUANT_TESTS_EMULATED)
-  EXPECT_LT(seconds, 0.3) << "parsing 128,256 tokens and 280,147 merges";
-#else
-  (void)seconds;  // unoptimised or sanitised builds are not timed
-#endif
   EXPECT_EQ(file.version(), 3u);
   EXPECT_EQ(file.alignment(), 32u);
   EXPECT_TRUE(file.tensors().empty());

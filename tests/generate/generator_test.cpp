@@ -207,8 +207,6 @@ TEST_F(Stories260K, GreedyCompletionIsTheKnownStory) {
   EXPECT_EQ(out.stats.n_generated, 40);
   EXPECT_EQ(out.stats.stop_reason, StopReason::MaxTokens);
   EXPECT_EQ(ctx->n_past(), out.stats.n_prompt + 39);  // the last token is never evaluated
-  EXPECT_GT(out.stats.prompt_seconds, 0.0);
-  EXPECT_GT(out.stats.decode_seconds, 0.0);
 }
 
 // Continuing from the cache (the last token first) gives what one longer run gives.

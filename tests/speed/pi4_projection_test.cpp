@@ -1,17 +1,16 @@
-// The Pi 4 projection's arithmetic on hand-made numbers, its errors, and that the
-// committed kernel cycle table is what bench/pi4/kernel_cycles.sh produces from today's
-// kernels (so a kernel change without a regenerated table fails here).
+// The Pi 4 projection's arithmetic on hand-made numbers, its errors, and the committed
+// kernel cycle table's coverage. Whether that table is still what today's kernels give
+// is not a unit test's question (it cross-compiles and runs qemu and llvm-mca, whose
+// versions move the numbers): scripts/test.sh checks it within a tolerance with
+// bench/pi4/kernel_cycles.sh --check.
 #include "speed/pi4_projection.h"
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
-#include "support/test_support.h"
 
 namespace piquant {
 namespace {
@@ -110,34 +109,6 @@ TEST(Pi4Projection, CommittedTableHasEveryQuantizedDecodeType) {
     EXPECT_GT(k->cycles_per_block, 0.0) << ggml_type_name(t);
   }
   EXPECT_EQ(find_pi4_kernel_cycles(GgmlType::F16), nullptr);
-}
-
-// The rows of a .inc table ("{GgmlType::...},"), without the comments (date, versions).
-std::vector<std::string> table_rows(const std::string& text) {
-  std::vector<std::string> rows;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("{")) rows.push_back(line);
-  }
-  return rows;
-}
-
-TEST(Pi4Projection, CommittedTableIsFresh) {
-  for (const char* tool : {"aarch64-linux-gnu-g++", "qemu-aarch64", "llvm-mca", "llvm-objdump", "python3"}) {
-    if (testing::run_command(std::string("command -v ") + tool + " >/dev/null 2>&1").exit_code != 0) {
-      GTEST_SKIP() << tool << " not installed (scripts/setup.sh installs it)";
-    }
-  }
-  const testing::TempDir dir;
-  const std::string source = PIQUANT_SOURCE_DIR;
-  const auto out = dir / "pi4_kernel_cycles.inc";
-  const testing::CommandResult run =
-      testing::run_command("bash '" + source + "/bench/pi4/kernel_cycles.sh' '" + out.string() + "' 2>&1");
-  ASSERT_EQ(run.exit_code, 0) << run.output;
-  const std::vector<std::string> fresh = table_rows(testing::read_file(out));
-  const std::vector<std::string> committed = table_rows(testing::read_file(source + "/src/speed/pi4_kernel_cycles.inc"));
-  ASSERT_FALSE(fresh.empty());
-  EXPECT_EQ(fresh, committed) << "src/speed/pi4_kernel_cycles.inc is stale: run bench/pi4/kernel_cycles.sh\n" << run.output;
 }
 
 }  // namespace

@@ -1,10 +1,8 @@
 // The Llama 2 tokenizer on a whole corpus: the vocab from tokenizer.model and the one
-// from llama.cpp's GGUF give the same ids, decoding gives the text back, and encoding
-// is fast enough for evaluation runs.
+// from llama.cpp's GGUF give the same ids and decoding gives the text back. Encoding
+// speed is measured by bench/text_bench.cpp, not asserted here.
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <iostream>
 #include <string>
 #include <vector>
 
@@ -34,24 +32,13 @@ TEST(SpmCorpus, TokenizerModelAndGgufAgreeAndRoundTrip) {
   const SpmTokenizer from_model(load_vocab_sentencepiece(model.string()));
   const SpmTokenizer from_gguf(load_vocab_gguf(GgufFile(gguf.string())));
 
-  const auto start = std::chrono::steady_clock::now();
   const std::vector<std::int32_t> ids = from_model.encode(text, false, false);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double mb_per_s = static_cast<double>(text.size()) / 1e6 / seconds;
-  std::cout << "encoded " << text.size() << " bytes into " << ids.size() << " tokens in " << seconds << " s ("
-            << mb_per_s << " MB/s)\n";
 
   // Plain English: about 4 bytes per token for Llama 2's vocab.
   EXPECT_GT(ids.size(), text.size() / 8);
   EXPECT_LT(ids.size(), text.size() / 2);
   EXPECT_EQ(from_gguf.encode(text, false, false), ids);
   EXPECT_EQ(from_model.decode(ids), text);
-  // Well above what's required (2 MB/s) in optimized builds; a loose bound keeps a busy
-  // CI box from failing it.
-  // Not timed under an emulator (the aarch64 build's tests run in qemu).
-#if !defined(PIQUANT_TESTS_EMULATED)
-  if (kOptimizedBuild) EXPECT_GT(mb_per_s, 2.0);
-#endif
 }
 
 }  // namespace
