@@ -4,7 +4,9 @@
 // pass: embed → per layer (RMSNorm → Q/K/V → RoPE → causal GQA attention over the
 // cache → output projection → residual; RMSNorm → SwiGLU MLP → residual) → RMSNorm →
 // logits. Several tokens at once run as matrix-matrix products (prompt), one token as
-// matrix-vector (decode).
+// matrix-vector (decode). The blocks themselves are in forward_blocks.h; every buffer
+// size comes from one plan (context_plan.h). Once warm, evaluating one token allocates
+// nothing.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -12,19 +14,12 @@
 
 #include "core/thread_pool.h"
 #include "formats/ggml_type.h"
+#include "engine/context_plan.h"
+#include "engine/forward_blocks.h"
 #include "engine/llama_model.h"
 #include "formats/tensor_names.h"
 
 namespace piquant {
-
-// Sees the input of every linear layer during a forward pass (importance-matrix
-// collection). Called on the evaluating thread, before each product.
-class MatmulObserver {
- public:
-  virtual ~MatmulObserver() = default;
-  // x: n_tokens × cols floats, the input of weight `id` (cols = its input dimension).
-  virtual void observe(WeightId id, const float* x, std::int64_t n_tokens, std::int64_t cols) = 0;
-};
 
 struct ContextOptions {
   std::int64_t n_ctx = 2048;           // positions the KV cache holds
@@ -59,12 +54,19 @@ class LlamaContext {
   static std::uint64_t kv_cache_bytes(const LlamaParams& params, const ContextOptions& options);
   static std::uint64_t scratch_bytes(const LlamaParams& params, const ContextOptions& options);
 
+  // The sizes this context was built from.
+  const ContextPlan& plan() const;
+  // Bytes the scratch buffers and the logits hold now (their capacities): equal to
+  // plan().context_scratch_bytes() until an all_logits eval grows the logits.
+  std::uint64_t allocated_scratch_bytes() const;
+
   // nullptr (the default) observes nothing. The observer must outlive its use here.
   void set_matmul_observer(MatmulObserver* observer) { observer_ = observer; }
 
  private:
   struct Buffers;
   void forward_batch(std::span<const std::int32_t> tokens, bool all_logits, float* logits_out);
+  KvLayerView kv_layer(std::int64_t layer) const;
 
   const LlamaModel& model_;
   ContextOptions options_;

@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/attention.h"
+#include "kernels/q8_activations.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/gguf_export.h"
 #include "engine/llama_context.h"
@@ -123,6 +125,76 @@ TEST_F(TinyModel, OverflowAndBadTokensAreErrors) {
   ctx.truncate(2);
   EXPECT_EQ(ctx.n_past(), 2);
   EXPECT_THROW(ctx.truncate(3), Error);
+}
+
+TEST_F(TinyModel, ContextAllocatesWhatItsPlanSays) {
+  // GQA (4 query heads over 2 KV heads) and per-layer MLP widths 96, 128, 64, 160.
+  const auto model = LlamaModel::load((*dir_ / "m.gguf").string());
+  struct Shape {
+    std::int64_t n_ctx, n_batch;
+    GgmlType kv;
+  };
+  // Tiny and large contexts and batches: the attention share of the MLP region, or one
+  // query over a long context, sizes the work region.
+  for (const Shape shape : {Shape{8, 512, GgmlType::F32}, Shape{64, 16, GgmlType::F16}, Shape{4096, 1, GgmlType::BF16},
+                            Shape{512, 512, GgmlType::F16}, Shape{300, 200, GgmlType::F32}}) {
+    for (const unsigned threads : {1u, 2u, 3u}) {
+      ContextOptions options;
+      options.n_ctx = shape.n_ctx;
+      options.n_batch = shape.n_batch;
+      options.kv_type = shape.kv;
+      options.n_threads = threads;
+      LlamaContext context(*model, options);
+      const ContextPlan& plan = context.plan();
+      EXPECT_EQ(plan.threads, threads);
+      EXPECT_EQ(context.allocated_scratch_bytes(), plan.context_scratch_bytes()) << shape.n_ctx << "/" << shape.n_batch << ", " << threads;
+      EXPECT_EQ(context.kv_cache_bytes(), plan.kv_cache_bytes);
+      // The memory check's numbers, computed without a context, are the same plan's.
+      EXPECT_EQ(LlamaContext::scratch_bytes(model->params(), options), plan.scratch_bytes());
+      EXPECT_EQ(LlamaContext::kv_cache_bytes(model->params(), options), plan.kv_cache_bytes);
+      EXPECT_GE(plan.work, 2 * plan.mlp_gate);
+      EXPECT_GE(plan.work, plan.threads * plan.attend_per_thread);
+      EXPECT_GE(plan.attend_per_thread, attend_scratch_floats(1, shape.n_ctx, model->params().head_dim));
+
+      // Evaluating within the planned sizes allocates nothing more: a prompt, one token.
+      const auto tokens = some_tokens(std::min<std::int64_t>(shape.n_ctx - 1, 40), model->params().n_vocab);
+      context.eval(tokens);
+      context.eval(std::span(tokens).first(1));
+      EXPECT_EQ(context.allocated_scratch_bytes(), plan.context_scratch_bytes());
+    }
+  }
+}
+
+TEST_F(TinyModel, PlanBytesByHand) {
+  // n_embd 256, 4 heads of 64 over 2 KV heads, widest MLP 160, 4 layers, 512 tokens.
+  const auto model = LlamaModel::load((*dir_ / "m.gguf").string());
+  ContextOptions options;
+  options.n_ctx = 64;
+  options.n_batch = 16;
+  options.kv_type = GgmlType::F16;
+  options.n_threads = 2;
+  {
+    const LlamaContext context(*model, options);
+    // Per token: x, xn, proj 256 each; q, attn 256 each; k, v 128 each = 1536 floats.
+    // MLP: 16 tokens × 160 for gate and up = 5120 floats, shared by the 2 threads'
+    // attention scratch (2560 each, more than one query over 64 positions needs).
+    ASSERT_LT(attend_scratch_floats(1, 64, 64), 2560u);
+    EXPECT_EQ(context.plan().attend_per_thread, 2560u);
+    EXPECT_EQ(context.allocated_scratch_bytes(), (16 * 1536 + 5120 + 512) * 4u);
+    // K and V: 128 halves (256 bytes) per position, 64 positions, 4 layers.
+    EXPECT_EQ(context.kv_cache_bytes(), 2u * 256 * 64 * 4);
+    EXPECT_EQ(context.plan().q8_bytes, std::max(Q8Activations::storage_bytes(16, 256), Q8Activations::storage_bytes(16, 160)));
+  }
+  // A long context decoded one token at a time: one query over 4096 positions outgrows a
+  // thread's share of the MLP's 2 × 160 floats, so attention sizes the region.
+  options.n_ctx = 4096;
+  options.n_batch = 1;
+  options.kv_type = GgmlType::F32;
+  options.n_threads = 3;
+  const LlamaContext context(*model, options);
+  const std::size_t one_query = attend_scratch_floats(1, 4096, 64);
+  EXPECT_EQ(context.allocated_scratch_bytes(), (1536 + 3 * one_query + 512) * 4u);
+  EXPECT_EQ(context.kv_cache_bytes(), 2u * 512 * 4096 * 4);
 }
 
 TEST(LlamaModel, Stories260KTellsItsStory) {

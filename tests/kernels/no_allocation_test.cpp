@@ -1,5 +1,6 @@
-// The kernels run per token per layer: none may touch the heap. This test binary
-// replaces the global operator new with one that counts calls.
+// The kernels run per token per layer, and the engine per decoded token: none may touch
+// the heap. This test binary replaces the global operator new (plain and over-aligned;
+// new[] forwards to them) with ones that count calls.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,7 +12,10 @@
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 #include "kernels/vector_ops.h"
+#include "engine/llama_context.h"
+#include "engine/llama_model.h"
 #include "quant/quantize.h"
+#include "support/model_fixtures.h"
 
 namespace {
 std::atomic<long> g_allocations{0};
@@ -24,6 +28,14 @@ void* operator new(std::size_t size) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void* operator new(std::size_t size, std::align_val_t align) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  const auto a = static_cast<std::size_t>(align);
+  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace piquant {
 namespace {
@@ -80,6 +92,59 @@ TEST(NoAllocation, QuantizedMatmulDoesNotAllocatePerCall) {
     matmul(w, x.data(), 1, y.data(), pool);
     matmul(w, x.data(), 8, y.data(), pool);
     EXPECT_EQ(g_allocations.load() - before, 0) << ggml_type_name(type);
+  }
+}
+
+// The decode loop: LlamaContext::eval of one token after another, once warm, allocates
+// nothing — not the pool hand-offs of the forward pass's blocks, not the logits, not
+// matmul's quantized activations (grown by the prompt already).
+class EngineNoAllocation : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    // The tiny preset's widths are multiples of 256, so Q4_K rows fit.
+    const auto hf = testing::synth_tiny(*dir_, "synth", "512,512,512,512", 0.1f);
+    const auto f32 = *dir_ / "f32.gguf";
+    testing::run_piquant("convert " + testing::shell_quote(hf.string()) + " --type f32 -o " + testing::shell_quote(f32.string()));
+    for (const char* recipe : {"Q4_K_M", "Q8_0"}) {
+      testing::run_piquant("quantize " + testing::shell_quote(f32.string()) + " " +
+                           testing::shell_quote((*dir_ / (std::string(recipe) + ".gguf")).string()) + " " + recipe);
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static testing::TempDir* dir_;
+};
+testing::TempDir* EngineNoAllocation::dir_ = nullptr;
+
+TEST_F(EngineNoAllocation, DecodeAllocatesNothingPerToken) {
+  for (const char* name : {"f32", "Q4_K_M", "Q8_0"}) {
+    const auto model = LlamaModel::load((*dir_ / (std::string(name) + ".gguf")).string());
+    for (const unsigned threads : {1u, 2u}) {
+      for (const GgmlType kv : {GgmlType::F16, GgmlType::F32}) {
+        ContextOptions options;
+        options.n_ctx = 64;
+        options.n_threads = threads;
+        options.kv_type = kv;
+        LlamaContext context(*model, options);
+        std::vector<std::int32_t> prompt;
+        for (std::int32_t i = 0; i < 20; ++i) prompt.push_back((i * 37 + 5) % 512);
+        context.eval(prompt);
+        std::int32_t token = 7;
+        context.eval(std::span(&token, 1));  // warm-up: the first decode step
+        const long before = g_allocations.load();
+        for (int i = 0; i < 8; ++i) {
+          token = static_cast<std::int32_t>((token * 31 + 11) % 512);
+          const std::span<const float> logits = context.eval(std::span(&token, 1));
+          ASSERT_EQ(logits.size(), 512u);
+        }
+        EXPECT_EQ(g_allocations.load() - before, 0)
+            << name << ", " << threads << " threads, kv " << ggml_type_name(kv);
+        EXPECT_EQ(context.n_past(), 29);
+      }
+    }
   }
 }
 
