@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
+#include <string>
 
 #include "core/error.h"
 #include "kernel_test_support.h"
@@ -14,6 +16,7 @@ TEST(SimdTarget, ListsTheBaselineAndTheBestTargetFirst) {
   kernel_test::SimdTargetReset reset;
   const std::vector<std::string> targets = simd_targets();
   ASSERT_FALSE(targets.empty());
+  force_simd_target("");  // lifts a level PIQUANT_SIMD forced on the test binary
   EXPECT_EQ(simd_target(), targets.front());  // unforced: the best
 #if defined(__x86_64__)
   // The portable baseline always runs (EMU128, or SCALAR where GCC < 12.3 builds it).
@@ -56,13 +59,24 @@ TEST(SimdTarget, AcceptsAliasesAndRejectsUnknownNames) {
 
 TEST(SimdTarget, EnvironmentVariableForcesATarget) {
   kernel_test::SimdTargetReset reset;
+  // Put back what the binary was started with: the CLI that other tests spawn reads it.
+  const char* started_with = std::getenv("PIQUANT_SIMD");
+  struct Restore {
+    std::optional<std::string> value;
+    ~Restore() {
+      if (value) {
+        ::setenv("PIQUANT_SIMD", value->c_str(), 1);
+      } else {
+        ::unsetenv("PIQUANT_SIMD");
+      }
+    }
+  } restore{started_with ? std::optional<std::string>(started_with) : std::nullopt};
   const std::string last = simd_targets().back();
   ::setenv("PIQUANT_SIMD", last.c_str(), 1);
   force_simd_target_from_env();
   EXPECT_EQ(simd_target(), last);
   ::setenv("PIQUANT_SIMD", "nonsense", 1);
   EXPECT_THROW(force_simd_target_from_env(), Error);
-  ::unsetenv("PIQUANT_SIMD");
 }
 
 }  // namespace
