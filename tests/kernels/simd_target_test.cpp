@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernel_test_support.h"
+#include "kernels/q8_matmul.h"
 
 namespace piquant {
 namespace {
@@ -77,6 +78,36 @@ TEST(SimdTarget, EnvironmentVariableForcesATarget) {
   EXPECT_EQ(simd_target(), last);
   ::setenv("PIQUANT_SIMD", "nonsense", 1);
   EXPECT_THROW(force_simd_target_from_env(), Error);
+}
+
+// AVX-512 with and without VNNI are two levels (the VNNI kernels are a CPU-dependent path
+// like a Highway target): listed next to each other, each forceable by name and alias,
+// and the forced one decides which Q8 kernel runs.
+TEST(SimdTarget, Avx512WithAndWithoutVnniAreSeparateLevels) {
+  kernel_test::SimdTargetReset reset;
+  const std::vector<std::string> targets = simd_targets();
+  const auto vnni = std::find(targets.begin(), targets.end(), "AVX3_VNNI");
+  if (vnni == targets.end()) {
+    EXPECT_FALSE(simd_avx512_vnni_enabled());
+    EXPECT_THROW(force_simd_target("avx512vnni"), Error);
+    GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+  }
+  ASSERT_NE(vnni + 1, targets.end());
+  EXPECT_EQ(*(vnni + 1), "AVX3") << "AVX-512 without VNNI comes right below";
+  force_simd_target("avx512vnni");
+  EXPECT_EQ(simd_target(), "AVX3_VNNI");
+  EXPECT_TRUE(simd_avx512_vnni_enabled());
+  const Q8MatmulRows with_vnni = find_q8_matmul(GgmlType::Q4_K);
+  force_simd_target("avx512");
+  EXPECT_EQ(simd_target(), "AVX3");
+  EXPECT_FALSE(simd_avx512_vnni_enabled());
+  EXPECT_NE(find_q8_matmul(GgmlType::Q4_K), with_vnni) << "forcing avx512 must rule out the VNNI kernels";
+  force_simd_target("AVX3_VNNI");
+  EXPECT_EQ(simd_target(), "AVX3_VNNI");
+  EXPECT_EQ(find_q8_matmul(GgmlType::Q4_K), with_vnni);
+  force_simd_target("avx512");
+  force_simd_target("best");  // lifting the restriction brings VNNI back
+  EXPECT_EQ(simd_target(), "AVX3_VNNI");
 }
 
 }  // namespace
