@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   piquant::cli::register_bench(app);
 
   try {
-    piquant::force_simd_target_from_env();  // PIQUANT_SIMD=scalar|sse4|avx2|avx512|neon|best
+    piquant::force_simd_target_from_env();  // PIQUANT_SIMD=scalar|sse4|avx2|avx512|avx512vnni|neon|best
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -6,6 +6,23 @@
 // are rounded to F16 for F16 weights and quantized to 8 bits (Q8_0 or
 // Q8_K blocks, q8_activations.h) for ggml's block types; F32 and BF16 weights take them
 // as they are.
+//
+// Summation order, F32/F16/BF16 weights: every y[t][r] is summed the same way whatever
+// the batch (token count, the token's place in it, decode or prompt), the row tile and
+// the thread split, so a token's outputs are the same bits alone or in any batch (logits
+// do not depend on how a prompt is split; perplexity and KL evaluate chunks in pieces).
+// With N the float lanes of the SIMD target in force: the columns are cut into panels of
+// 4096 (kPanelCols); in a panel, lane l of one vector accumulator takes the products of
+// columns begin + l + k·N for k ascending, by multiply-add (fused where the target has
+// FMA: AVX2, AVX-512, NEON), the panel's last partial vector zero-padded; the
+// lanes are then added by Highway's SumOfLanes, and y = ((0 + panel 0) + panel 1) + ...
+// in float. Results differ between SIMD targets (N and the lane sum differ).
+//
+// Quantized weights promise less: the same for any thread split, but a token's result may
+// depend on the batch size, as the kernels for groups of 4 or 8 tokens, and x86's tiles of
+// 16+ tokens (Q3_K..Q6_K), scale and add the same integer sums in other orders than the
+// one-token kernel, for speed. Every path stays within float rounding of the reference
+// (q8_matmul_test).
 #include <cstdint>
 
 #include "core/thread_pool.h"

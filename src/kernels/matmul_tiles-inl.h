@@ -39,10 +39,17 @@ struct ColumnSpan {
   bool accumulate;
 };
 
-// y[t][r0 + r] (+)= Σ_{c in span} W[r0 + r][c] · x[t][c] for r < kR, t < kT. kU
-// independent accumulator sets per output hide the FMA latency when the tile itself is
-// small (mat-vec: kT = 1).
-template <class E, std::size_t kR, std::size_t kT, std::size_t kU>
+// Columns are summed in panels of kPanelCols (the order in matmul.h): a panel's sum is
+// one vector accumulator, then its lanes added, then added into y. kPanelCols is a
+// multiple of every vector width, so only the last panel of a row has a tail.
+constexpr std::int64_t kPanelCols = 4096;
+
+// y[t][r0 + r] (+)= Σ_{c in span} W[r0 + r][c] · x[t][c] for r < kR, t < kT, every one
+// in the order matmul.h states, whatever kR and kT: one accumulator per output (no
+// split chains, which would change the order), lane l taking columns begin + l + k·N
+// for k ascending, the last partial vector zero-padded. Latency is hidden by the tile's
+// kR·kT independent chains.
+template <class E, std::size_t kR, std::size_t kT>
 HWY_INLINE void DotTile(const MatrixView& w, std::int64_t r0, ColumnSpan span, const float* const* xs,
                         float* const* ys) {
   const DF d;
@@ -50,75 +57,86 @@ HWY_INLINE void DotTile(const MatrixView& w, std::int64_t r0, ColumnSpan span, c
   const std::uint8_t* rows[kR];
   for (std::size_t r = 0; r < kR; ++r) rows[r] = w.row(r0 + static_cast<std::int64_t>(r));
 
-  VF acc[kU][kR][kT];
-  for (std::size_t u = 0; u < kU; ++u)
-    for (std::size_t r = 0; r < kR; ++r)
-      for (std::size_t t = 0; t < kT; ++t) acc[u][r][t] = hn::Zero(d);
+  VF acc[kR][kT];
+  for (std::size_t r = 0; r < kR; ++r)
+    for (std::size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(d);
 
   std::size_t c = span.begin;
-  for (; c + kU * n <= span.end; c += kU * n) {
-    for (std::size_t u = 0; u < kU; ++u) {
-      VF xv[kT];
-      for (std::size_t t = 0; t < kT; ++t) xv[t] = hn::LoadU(d, xs[t] + c + u * n);
-      for (std::size_t r = 0; r < kR; ++r) {
-        const VF wv = E::Load(d, rows[r], c + u * n);
-        for (std::size_t t = 0; t < kT; ++t) acc[u][r][t] = hn::MulAdd(wv, xv[t], acc[u][r][t]);
-      }
-    }
-  }
   for (; c + n <= span.end; c += n) {
+    VF xv[kT];
+    for (std::size_t t = 0; t < kT; ++t) xv[t] = hn::LoadU(d, xs[t] + c);
     for (std::size_t r = 0; r < kR; ++r) {
       const VF wv = E::Load(d, rows[r], c);
-      for (std::size_t t = 0; t < kT; ++t) acc[0][r][t] = hn::MulAdd(wv, hn::LoadU(d, xs[t] + c), acc[0][r][t]);
+      for (std::size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(wv, xv[t], acc[r][t]);
     }
   }
   if (c < span.end) {
     const std::size_t rest = span.end - c;
     for (std::size_t r = 0; r < kR; ++r) {
       const VF wv = LoadTail<E>(d, rows[r], c, rest);
-      for (std::size_t t = 0; t < kT; ++t) acc[0][r][t] = hn::MulAdd(wv, LoadFloatTail(d, xs[t] + c, rest), acc[0][r][t]);
+      for (std::size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(wv, LoadFloatTail(d, xs[t] + c, rest), acc[r][t]);
     }
   }
 
   for (std::size_t r = 0; r < kR; ++r) {
     for (std::size_t t = 0; t < kT; ++t) {
-      VF sum = acc[0][r][t];
-      for (std::size_t u = 1; u < kU; ++u) sum = hn::Add(sum, acc[u][r][t]);
       float& out = ys[t][r0 + static_cast<std::int64_t>(r)];
-      out = (span.accumulate ? out : 0.0f) + ReduceSum(d, sum);
+      out = (span.accumulate ? out : 0.0f) + ReduceSum(d, acc[r][t]);
     }
   }
 }
 
-// One row tile (kR rows) against tokens [t0, t1) of x over a span of columns.
+// Tokens [t0, t0 + kT) of x and y as the tile's pointers.
+template <std::size_t kT>
+HWY_INLINE void TokenPointers(const MatrixView& w, const float* x, float* y, std::int64_t t0, const float** xs,
+                              float** ys) {
+  for (std::size_t i = 0; i < kT; ++i) {
+    xs[i] = x + (t0 + static_cast<std::int64_t>(i)) * w.cols;
+    ys[i] = y + (t0 + static_cast<std::int64_t>(i)) * w.rows;
+  }
+}
+
+// One row tile (kR rows) against tokens [t0, t1) of x over a span of columns: tiles of
+// kTileTokens, then one tile of the 1..kTileTokens-1 tokens left.
 template <class E, std::size_t kR>
 HWY_INLINE void RowTileOverTokens(const MatrixView& w, std::int64_t r0, ColumnSpan span, const float* x, float* y,
                                   std::int64_t t0, std::int64_t t1) {
-  const std::int64_t cols = w.cols, rows = w.rows;
   const float* xs[kTileTokens];
   float* ys[kTileTokens];
   std::int64_t t = t0;
   for (; t + static_cast<std::int64_t>(kTileTokens) <= t1; t += kTileTokens) {
-    for (std::size_t i = 0; i < kTileTokens; ++i) {
-      xs[i] = x + (t + static_cast<std::int64_t>(i)) * cols;
-      ys[i] = y + (t + static_cast<std::int64_t>(i)) * rows;
-    }
-    DotTile<E, kR, kTileTokens, 1>(w, r0, span, xs, ys);
+    TokenPointers<kTileTokens>(w, x, y, t, xs, ys);
+    DotTile<E, kR, kTileTokens>(w, r0, span, xs, ys);
   }
-  for (; t < t1; ++t) {  // fewer than kTileTokens left
-    xs[0] = x + t * cols;
-    ys[0] = y + t * rows;
-    DotTile<E, kR, 1, 2>(w, r0, span, xs, ys);
+  static_assert(kTileTokens <= 4);
+  switch (t1 - t) {
+    case 1:
+      TokenPointers<1>(w, x, y, t, xs, ys);
+      return DotTile<E, kR, 1>(w, r0, span, xs, ys);
+    case 2:
+      TokenPointers<2>(w, x, y, t, xs, ys);
+      return DotTile<E, kR, 2>(w, r0, span, xs, ys);
+    case 3:
+      if constexpr (kTileTokens > 3) {
+        TokenPointers<3>(w, x, y, t, xs, ys);
+        return DotTile<E, kR, 3>(w, r0, span, xs, ys);
+      }
+      return;
+    default:
+      return;
   }
 }
 
-// Prompt blocking. Columns are cut into panels of kPanelCols and tokens into chunks so
-// that a chunk's activations for one panel (≈ kActivationBlockBytes) stay in L2 while
-// every row tile of this thread passes over them: each weight panel then comes from
-// memory once per chunk and serves all the chunk's tokens from cache, however long the
-// rows are. kPanelCols is a multiple of every vector width, so only the last panel of a
-// row has a tail.
-constexpr std::int64_t kPanelCols = 4096;
+// Decode streams each weight row once. Rows go 8 at a time: 8 independent FMA chains
+// keep two FMA units of 4-cycle latency busy without splitting any row's sum into
+// several chains (which would change its order), in 8 + 1 + 1 (+ a conversion temporary
+// for F16/BF16) of AVX2's 16 vector registers. Then 4 rows, then single rows.
+constexpr std::int64_t kDecodeRows = 8;
+
+// Prompt blocking. Columns are cut into panels and tokens into chunks so that a chunk's
+// activations for one panel (≈ kActivationBlockBytes) stay in L2 while every row tile
+// of this thread passes over them: each weight panel then comes from memory once per
+// chunk and serves all the chunk's tokens from cache, however long the rows are.
 constexpr std::int64_t kActivationBlockBytes = 512 * 1024;
 
 // Rows [r_begin, r_end) of y = x · Wᵀ for all n_tokens tokens.
@@ -127,29 +145,36 @@ HWY_NOINLINE void MatmulRows(const MatrixView& w, const float* x, std::int64_t n
                              std::int64_t r_begin, std::int64_t r_end) {
   constexpr auto kR = static_cast<std::int64_t>(kTileRows);
   const auto cols = static_cast<std::size_t>(w.cols);
+  const std::int64_t panel = std::clamp<std::int64_t>(w.cols, 1, kPanelCols);
+  // The panels of a row; at least one: zero columns still write zeros.
+  const auto for_each_panel = [&](auto&& fn) {
+    std::size_t c0 = 0;
+    do {
+      const ColumnSpan span{c0, std::min(cols, c0 + static_cast<std::size_t>(panel)), c0 > 0};
+      fn(span);
+      c0 = span.end;
+    } while (c0 < cols);
+  };
   if (n_tokens == 1) {
-    // Decode: stream each weight row once, two accumulators per row.
     const float* xs[1] = {x};
     float* ys[1] = {y};
-    const ColumnSpan all{0, cols, false};
     std::int64_t r = r_begin;
-    for (; r + kR <= r_end; r += kR) DotTile<E, kTileRows, 1, 2>(w, r, all, xs, ys);
-    for (; r < r_end; ++r) DotTile<E, 1, 1, 4>(w, r, all, xs, ys);
+    for (; r + kDecodeRows <= r_end; r += kDecodeRows)
+      for_each_panel([&](ColumnSpan span) { DotTile<E, kDecodeRows, 1>(w, r, span, xs, ys); });
+    for (; r + kR <= r_end; r += kR)
+      for_each_panel([&](ColumnSpan span) { DotTile<E, kTileRows, 1>(w, r, span, xs, ys); });
+    for (; r < r_end; ++r) for_each_panel([&](ColumnSpan span) { DotTile<E, 1, 1>(w, r, span, xs, ys); });
     return;
   }
-  const std::int64_t panel = std::clamp<std::int64_t>(w.cols, 1, kPanelCols);
   const std::int64_t chunk = std::max<std::int64_t>(
       2 * kTileTokens, kActivationBlockBytes / 4 / panel / kTileTokens * kTileTokens);
   for (std::int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const std::int64_t t1 = std::min(n_tokens, t0 + chunk);
-    std::size_t c0 = 0;
-    do {  // at least once: zero columns still write zeros
-      const ColumnSpan span{c0, std::min(cols, c0 + static_cast<std::size_t>(panel)), c0 > 0};
+    for_each_panel([&](ColumnSpan span) {
       std::int64_t r = r_begin;
       for (; r + kR <= r_end; r += kR) RowTileOverTokens<E, kTileRows>(w, r, span, x, y, t0, t1);
       for (; r < r_end; ++r) RowTileOverTokens<E, 1>(w, r, span, x, y, t0, t1);
-      c0 = span.end;
-    } while (c0 < cols);
+    });
   }
 }
 

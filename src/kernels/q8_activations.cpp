@@ -1,14 +1,22 @@
 #include "kernels/q8_activations.h"
 
+#include "kernels/simd_config.h"
+// clang-format off
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/q8_activations.cpp"
+#include "hwy/foreach_target.h"
+#include "hwy/highway.h"
+// clang-format on
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "core/error.h"
 #include "core/half.h"
 
-namespace piquant {
-namespace {
+#ifndef PIQUANT_KERNELS_Q8_ACTIVATIONS_BLOCKS_
+#define PIQUANT_KERNELS_Q8_ACTIVATIONS_BLOCKS_
+namespace piquant::q8_detail {
 
 constexpr std::int64_t kQ8KBlock = 256;
 // Only x86's AVX-512 Q4_K kernel reads values8_interleaved: other architectures skip the
@@ -18,24 +26,39 @@ constexpr bool kFillInterleaved = true;
 #else
 constexpr bool kFillInterleaved = false;
 #endif
-// The same holds for the token tiles, read by x86's AVX2 and AVX-512 prompt kernels.
-constexpr bool kFillTokenTiles = kFillInterleaved;
 
-// The quantizer's loops vectorize (omp simd); on x86 GCC also compiles them for AVX2 and
-// AVX-512 and picks one at load time (the baseline, SSE2, has no 8-bit packs or masked
-// selects and took several times longer: ~7% of a prompt's time).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PIQUANT_X86_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define PIQUANT_X86_CLONES
+// Where QuantizeBlocks writes block b's results (each array indexed as in Q8Activations).
+struct BlockOutputs {
+  std::int16_t* values;
+  std::int8_t* values8;
+  std::int8_t* values8_interleaved;  // null: not filled
+  float* scales;
+  std::int32_t* sums16;
+  std::int16_t* sums16_i16;
+  float* block_sums;
+};
+
+}  // namespace piquant::q8_detail
 #endif
+
+// The quantizer is plain C++ whose loops vectorize (omp simd), compiled once per Highway
+// target like the kernels, so PIQUANT_SIMD chooses its code too (the x86 baseline, SSE2,
+// has no 8-bit packs or masked selects and took several times longer: ~7% of a prompt's
+// time). Every step is exact or one correctly rounded operation per value, so every
+// target gives the same bits (q8_activations_test checks it).
+HWY_BEFORE_NAMESPACE();
+namespace piquant {
+namespace HWY_NAMESPACE {
+namespace {
+
+using namespace q8_detail;
 
 // Round to nearest, ties to even (what both of llama.cpp's roundings give); NaN gives 0.
 // Adding and subtracting 1.5·2^23 rounds in the FPU's default mode (ties to even) for
 // |v| < 2^22, which covers every code (|v| ≤ 127 plus rounding) and keeps the loops
 // free of libm calls and branches, so they vectorize (`omp simd`); anything larger is
 // clamped first.
-[[gnu::always_inline]] inline std::int16_t round_to_code(float v, float lo, float hi) {
+HWY_INLINE std::int16_t round_to_code(float v, float lo, float hi) {
   constexpr float kRoundingShift = 12582912.0f;  // 1.5 · 2^23
   const float finite = v == v ? v : 0.0f;
   const float clamped = std::clamp(finite, lo - 1.0f, hi + 1.0f);
@@ -44,7 +67,7 @@ constexpr bool kFillTokenTiles = kFillInterleaved;
 
 // max |x[i]| over n values, NaN counted as 0.
 template <int n>
-[[gnu::always_inline]] inline float max_magnitude(const float* x) {
+HWY_INLINE float max_magnitude(const float* x) {
   float amax = 0.0f;
 #pragma omp simd reduction(max : amax)
   for (int i = 0; i < n; ++i) {
@@ -57,7 +80,7 @@ template <int n>
 // ggml's Q8_0 activation block (its AVX quantizer): 127 / max|x| as the multiplier, the
 // scale stored as f16.
 // Returns the scale; *block_sum gets the Q8_1 sum f16(d · Σq) with d unrounded.
-[[gnu::always_inline]] inline float quantize_q8_0(const float* x, std::int16_t* q, float* block_sum) {
+HWY_INLINE float quantize_q8_0(const float* x, std::int16_t* q, float* block_sum) {
   const float amax = max_magnitude<kQ8ActivationBlock>(x);
   const float mul = amax != 0.0f ? 127.0f / amax : 0.0f;
   int sum = 0;
@@ -73,7 +96,7 @@ template <int n>
 
 // ggml's Q8_K block: the signed extreme (the first value of largest magnitude) maps to
 // -127; the opposite extreme may round to +127 or (clamped) beyond.
-[[gnu::always_inline]] inline float quantize_q8_k(const float* x, std::int16_t* q) {
+HWY_INLINE float quantize_q8_k(const float* x, std::int16_t* q) {
   const float amax = max_magnitude<kQ8KBlock>(x);
   if (amax == 0.0f) {
     std::fill(q, q + kQ8KBlock, std::int16_t{0});
@@ -87,6 +110,62 @@ template <int n>
   for (int i = 0; i < kQ8KBlock; ++i) q[i] = round_to_code(iscale * x[i], -128.0f, 127.0f);
   return 1.0f / iscale;
 }
+
+}  // namespace
+
+// Quantizes blocks [b_begin, b_end) of x (blocks of 32, or of 256 for Q8_K) into out.
+void QuantizeBlocks(const float* x, std::int64_t b_begin, std::int64_t b_end, Q8Blocks blocks,
+                    const BlockOutputs& out) {
+  const std::int64_t block = blocks == Q8Blocks::Q8_K ? kQ8KBlock : kQ8ActivationBlock;
+  const std::int64_t per_block = block / kQ8ActivationBlock;  // 32-column scales per block
+  for (std::int64_t b = b_begin; b < b_end; ++b) {
+    const float* xb = x + b * block;
+    std::int16_t* q = out.values + b * block;
+    float q8_1_sum = 0.0f;
+    const float scale = blocks == Q8Blocks::Q8_K ? quantize_q8_k(xb, q) : quantize_q8_0(xb, q, &q8_1_sum);
+    std::fill_n(out.scales + b * per_block, per_block, scale);
+    std::int8_t* q8 = out.values8 + b * block;
+#pragma omp simd
+    for (std::int64_t i = 0; i < block; ++i) q8[i] = static_cast<std::int8_t>(q[i]);
+    if (out.values8_interleaved != nullptr) {
+      // Piece 4i + j (16 bytes) goes to position 4j + i.
+      std::int8_t* interleaved = out.values8_interleaved + b * block;
+      for (int piece = 0; piece < 16; ++piece)
+        std::copy_n(q8 + 16 * piece, 16, interleaved + 16 * (4 * (piece % 4) + piece / 4));
+    }
+    for (std::int64_t g = 0; g < block / 16; ++g) {
+      std::int32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int i = 0; i < 16; ++i) sum += q[16 * g + i];
+      out.sums16[b * (block / 16) + g] = sum;
+      out.sums16_i16[b * (block / 16) + g] = static_cast<std::int16_t>(sum);
+    }
+    for (std::int64_t s = 0; s < per_block; ++s) {
+      const std::int64_t i = b * per_block + s;
+      out.block_sums[i] = blocks == Q8Blocks::Q8_1
+                              ? q8_1_sum
+                              : scale * static_cast<float>(out.sums16[2 * i] + out.sums16[2 * i + 1]);
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace piquant
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "core/error.h"
+
+namespace piquant {
+
+HWY_EXPORT(QuantizeBlocks);
+
+namespace {
+
+using namespace q8_detail;
+
+// The token tiles are read by x86's AVX2 and AVX-512 prompt kernels only.
+constexpr bool kFillTokenTiles = kFillInterleaved;
 
 }  // namespace
 
@@ -187,39 +266,19 @@ void Q8Activations::fill_token_tiles(std::int64_t block) {
     tile_offsets16_[at(16, g)] = -32 * sums16_[static_cast<std::size_t>(block * kQ8KBlock / 16 + g)];
 }
 
-PIQUANT_X86_CLONES void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::int64_t t_end) {
+void Q8Activations::quantize_tokens(const float* x, std::int64_t t_begin, std::int64_t t_end) {
   const std::int64_t block = blocks_ == Q8Blocks::Q8_K ? kQ8KBlock : kQ8ActivationBlock;
-  const std::int64_t per_block = block / kQ8ActivationBlock;  // 32-column scales per block
-  for (std::int64_t b = t_begin * cols_ / block; b < t_end * cols_ / block; ++b) {
-    const float* xb = x + b * block;
-    std::int16_t* q = values_.data() + b * block;
-    float q8_1_sum = 0.0f;
-    const float scale = blocks_ == Q8Blocks::Q8_K ? quantize_q8_k(xb, q) : quantize_q8_0(xb, q, &q8_1_sum);
-    std::fill_n(scales_.data() + b * per_block, per_block, scale);
-    std::int8_t* q8 = values8_.data() + b * block;
-#pragma omp simd
-    for (std::int64_t i = 0; i < block; ++i) q8[i] = static_cast<std::int8_t>(q[i]);
-    if (blocks_ == Q8Blocks::Q8_K && kFillInterleaved) {
-      // Piece 4i + j (16 bytes) goes to position 4j + i.
-      std::int8_t* interleaved = values8_interleaved_.data() + b * block;
-      for (int piece = 0; piece < 16; ++piece)
-        std::copy_n(q8 + 16 * piece, 16, interleaved + 16 * (4 * (piece % 4) + piece / 4));
-    }
-    for (std::int64_t g = 0; g < block / 16; ++g) {
-      std::int32_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int i = 0; i < 16; ++i) sum += q[16 * g + i];
-      sums16_[static_cast<std::size_t>(b * (block / 16) + g)] = sum;
-      sums16_i16_[static_cast<std::size_t>(b * (block / 16) + g)] = static_cast<std::int16_t>(sum);
-    }
-    for (std::int64_t s = 0; s < per_block; ++s) {
-      const std::size_t i = static_cast<std::size_t>(b * per_block + s);
-      block_sums_[i] = blocks_ == Q8Blocks::Q8_1
-                           ? q8_1_sum
-                           : scale * static_cast<float>(sums16_[2 * i] + sums16_[2 * i + 1]);
-    }
-    if (n_tiles_ > 0) fill_token_tiles(b);
-  }
+  const std::int64_t b_begin = t_begin * cols_ / block, b_end = t_end * cols_ / block;
+  const q8_detail::BlockOutputs out{values_.data(),
+                                    values8_.data(),
+                                    blocks_ == Q8Blocks::Q8_K && kFillInterleaved ? values8_interleaved_.data() : nullptr,
+                                    scales_.data(),
+                                    sums16_.data(),
+                                    sums16_i16_.data(),
+                                    block_sums_.data()};
+  HWY_DYNAMIC_DISPATCH(QuantizeBlocks)(x, b_begin, b_end, blocks_, out);
+  if (n_tiles_ > 0)
+    for (std::int64_t b = b_begin; b < b_end; ++b) fill_token_tiles(b);
 }
 
 Q8Row Q8Activations::token(std::int64_t t) const {
@@ -242,3 +301,4 @@ void Q8Activations::dequantize(std::int64_t t, float* out) const {
 }
 
 }  // namespace piquant
+#endif  // HWY_ONCE

@@ -15,7 +15,7 @@
 //
 // On the AVX-512 target the int16 multiply-add and the accumulation are one VNNI
 // instruction (vpdpwssd), so that target's kernels need AVX512-VNNI (Cascade Lake, Ice
-// Lake, Zen 4 and later); ByteKernelsSupported() says whether this CPU has it.
+// Lake, Zen 4 and later); ByteKernelsSupported() says whether it may be used now.
 //
 // Only activations with one scale per 256 columns (Q8_K, what matmul pairs with these
 // types) take this path; the kernels fall back to the portable ones otherwise.
@@ -39,6 +39,7 @@
 #include "kernels/q8_activations.h"
 #include "kernels/q8_matmul.h"
 #include "kernels/q8_matmul_rows-inl.h"
+#include "kernels/simd_target.h"
 #include "quant/block_formats.h"
 
 #undef PIQUANT_HAVE_BYTE_K_KERNELS  // redefined for each target
@@ -62,10 +63,12 @@ namespace piquant {
 namespace HWY_NAMESPACE {
 
 #if PIQUANT_HAVE_BYTE_K_KERNELS
-// Whether this CPU runs this target's byte kernels.
+// Whether this target's byte kernels run now: on AVX-512 they need VNNI, which the CPU
+// must have and the forced SIMD level must allow (simd_target.h: "avx512" rules it out,
+// to run what an AVX-512 CPU without VNNI runs).
 inline bool ByteKernelsSupported() {  // not always_inline: callers lack the VNNI option
 #if PIQUANT_BYTE_K_KERNELS_USE_VNNI
-  return __builtin_cpu_supports("avx512vnni");
+  return simd_avx512_vnni_enabled();
 #else
   return true;
 #endif

@@ -21,6 +21,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 
@@ -31,6 +32,21 @@ namespace piquant {
 HWY_EXPORT(ActiveTarget);
 
 namespace {
+
+// The AVX-512 target with its VNNI kernels, as simd_targets() names it.
+constexpr const char* kAvx3Vnni = "AVX3_VNNI";
+
+// Set while "avx512" (AVX-512 without VNNI) is forced: the one part of the forced level
+// that Highway's chosen target cannot hold. Process-wide, like that choice.
+std::atomic<bool> g_vnni_ruled_out{false};
+
+bool cpu_has_avx512_vnni() {
+#if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -55,43 +71,69 @@ std::vector<std::int64_t> cpu_targets() {
   return targets;
 }
 
-// Whether a user's name (lower case) means Highway's target `target`. "scalar" is the
-// portable baseline, which Highway builds as EMU128, or as SCALAR with compilers whose
-// EMU128 it distrusts (GCC before 12.3).
-bool names_target(const std::string& name, std::int64_t target) {
-  const std::string target_name = lower(hwy::TargetName(target));
-  if (name == "scalar") return target == HWY_EMU128 || target == HWY_SCALAR;
-  if (name == "avx512") return target == HWY_AVX3;
-  return name == target_name;
+// A level: a Highway target and, for AVX3, whether its VNNI kernels run.
+struct Level {
+  std::int64_t target;
+  bool vnni;
+  std::string name;
+};
+
+std::vector<Level> cpu_levels() {
+  std::vector<Level> levels;
+  for (const std::int64_t t : cpu_targets()) {
+    if (t == HWY_AVX3 && cpu_has_avx512_vnni()) levels.push_back({t, true, kAvx3Vnni});
+    levels.push_back({t, false, hwy::TargetName(t)});
+  }
+  return levels;
+}
+
+// Whether a user's name (lower case) means `level`. "scalar" is the portable baseline,
+// which Highway builds as EMU128, or as SCALAR with compilers whose EMU128 it distrusts
+// (GCC before 12.3).
+bool names_level(const std::string& name, const Level& level) {
+  if (name == "scalar") return level.target == HWY_EMU128 || level.target == HWY_SCALAR;
+  if (name == "avx512") return level.target == HWY_AVX3 && !level.vnni;
+  if (name == "avx512vnni") return level.vnni;
+  return name == lower(level.name);
 }
 
 }  // namespace
 
 std::vector<std::string> simd_targets() {
   std::vector<std::string> names;
-  for (const std::int64_t t : cpu_targets()) names.emplace_back(hwy::TargetName(t));
+  for (const Level& level : cpu_levels()) names.push_back(level.name);
   return names;
 }
 
-std::string simd_target() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(ActiveTarget)()); }
+std::string simd_target() {
+  const std::int64_t active = HWY_DYNAMIC_DISPATCH(ActiveTarget)();
+  if (active == HWY_AVX3 && simd_avx512_vnni_enabled()) return kAvx3Vnni;
+  return hwy::TargetName(active);
+}
+
+bool simd_avx512_vnni_enabled() {
+  return cpu_has_avx512_vnni() && !g_vnni_ruled_out.load(std::memory_order_relaxed);
+}
 
 void force_simd_target(const std::string& name) {
   const std::string wanted = lower(name);
-  const std::vector<std::int64_t> targets = cpu_targets();
+  const std::vector<Level> levels = cpu_levels();
   if (wanted.empty() || wanted == "best") {
     hwy::SetSupportedTargetsForTest(0);
+    g_vnni_ruled_out.store(false, std::memory_order_relaxed);
     return;
   }
   std::string available;
-  for (const std::int64_t t : targets) {
-    if (names_target(wanted, t)) {
-      hwy::SetSupportedTargetsForTest(t);
+  for (const Level& level : levels) {
+    if (names_level(wanted, level)) {
+      hwy::SetSupportedTargetsForTest(level.target);
+      g_vnni_ruled_out.store(level.target == HWY_AVX3 && !level.vnni, std::memory_order_relaxed);
       return;
     }
-    available += (available.empty() ? "" : ", ") + lower(hwy::TargetName(t));
+    available += (available.empty() ? "" : ", ") + lower(level.name);
   }
   throw Error("SIMD target '" + name + "' is unknown or not supported by this CPU (available: " + available +
-              "; aliases scalar, avx512)");
+              "; aliases scalar, avx512, avx512vnni)");
 }
 
 void force_simd_target_from_env() {

@@ -3,6 +3,7 @@
 // check once per SIMD target this CPU has.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -53,16 +54,27 @@ inline double decode(const std::uint8_t* bytes, GgmlType type, std::size_t i) {
   return type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
-// Restores Highway's own target choice when a test ends, even on a failed assertion.
+// Restores the SIMD target in force when it was made (the best one, or the level
+// PIQUANT_SIMD forced for the whole test binary), even on a failed assertion.
 struct SimdTargetReset {
-  ~SimdTargetReset() { force_simd_target(""); }
+  const std::string entry = simd_target();
+  ~SimdTargetReset() { force_simd_target(entry); }
 };
 
-// Calls check() once per SIMD target this CPU runs, with dispatch restricted to it.
+// The targets a test covers: those this CPU runs, best first, from the one in force
+// down. Unforced that is all of them; under PIQUANT_SIMD=avx2 (say) AVX2 and below, what
+// an AVX2 machine would run.
+inline std::vector<std::string> simd_targets_in_reach() {
+  const std::vector<std::string> all = simd_targets();
+  const auto current = std::find(all.begin(), all.end(), simd_target());
+  return {current == all.end() ? all.begin() : current, all.end()};
+}
+
+// Calls check() once per target of simd_targets_in_reach(), with dispatch restricted to it.
 template <class Check>
 void for_each_simd_target(Check&& check) {
   SimdTargetReset reset;
-  const std::vector<std::string> targets = simd_targets();
+  const std::vector<std::string> targets = simd_targets_in_reach();
   ASSERT_FALSE(targets.empty());
   for (const std::string& target : targets) {
     SCOPED_TRACE("SIMD target " + target);

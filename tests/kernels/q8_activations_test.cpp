@@ -4,10 +4,13 @@
 // bound used for planning must cover what the buffers really hold.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include "kernel_test_support.h"
 #include "kernels/q8_activations.h"
 
 namespace piquant {
@@ -83,6 +86,72 @@ TEST(Q8Activations, StorageBoundCoversWhatIsHeld) {
     }
   }
   EXPECT_EQ(Q8Activations::storage_bytes(UINT64_MAX / 2, 4096), UINT64_MAX);
+}
+
+// Everything quantize() stores, as bytes, for comparing two quantizations bit for bit.
+std::vector<std::uint8_t> stored_bytes(const Q8Activations& q) {
+  std::vector<std::uint8_t> bytes;
+  const auto append = [&](const void* p, std::size_t n) {
+    if (p == nullptr) return;
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  };
+  const auto cols = static_cast<std::size_t>(q.cols());
+  for (std::int64_t t = 0; t < q.n_tokens(); ++t) {
+    const Q8Row r = q.token(t);
+    append(r.values, cols * sizeof(std::int16_t));
+    append(r.values8, cols);
+    append(r.values8_interleaved, cols);
+    append(r.scales, cols / 32 * sizeof(float));
+    append(r.sums16, cols / 16 * sizeof(std::int32_t));
+    append(r.sums16_i16, cols / 16 * sizeof(std::int16_t));
+    append(r.block_sums, cols / 32 * sizeof(float));
+  }
+  for (std::int64_t i = 0; i < q.n_token_tiles(); ++i) {
+    const Q8TokenTile tile = q.token_tile(i);
+    append(tile.values, cols * kQ8TileTokens);
+    append(tile.scales, cols / 256 * kQ8TileTokens * sizeof(float));
+    append(tile.block_sums, cols / 32 * kQ8TileTokens * sizeof(float));
+    append(tile.offsets16, cols / 16 * kQ8TileTokens * sizeof(std::int32_t));
+  }
+  return bytes;
+}
+
+// The quantizer is compiled per SIMD target and follows the forced one (PIQUANT_SIMD),
+// but what it stores must not depend on the target: every target gives the bytes of the
+// first. Inputs include what vector code could treat differently: exact ties of the
+// rounding, NaN, infinities, values that clamp, float subnormals, an all-zero block,
+// and the first of two equal extremes of opposite sign.
+TEST(Q8Activations, EveryTargetStoresTheSameBits) {
+  const std::int64_t cols = 512, tokens = 17;  // 17: a full token tile and a partial one
+  std::vector<float> x = random_floats(tokens * cols, 5);
+  // Block 0: extreme -127, so both schemes scale by exactly 1 and halves are ties.
+  x[0] = -127.0f;
+  for (std::int64_t i = 1; i < 32; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(i) - 15.5f;
+  x[40] = std::numeric_limits<float>::quiet_NaN();
+  x[300] = std::numeric_limits<float>::infinity();
+  x[600] = -std::numeric_limits<float>::infinity();
+  x[700] = 3e38f;
+  x[701] = -3e38f;
+  for (std::int64_t i = 1024; i < 1024 + 256; ++i) x[static_cast<std::size_t>(i)] = 0.0f;
+  for (std::int64_t i = 1280; i < 1280 + 64; ++i) x[static_cast<std::size_t>(i)] = 1e-40f * static_cast<float>(i - 1300);
+  x[2000] = 7.0f;
+  x[2001] = -7.0f;
+  for (const Q8Blocks blocks : {Q8Blocks::Q8_0, Q8Blocks::Q8_1, Q8Blocks::Q8_K}) {
+    std::vector<std::uint8_t> first;
+    kernel_test::for_each_simd_target([&] {
+      Q8Activations q;
+      q.quantize(x.data(), tokens, cols, blocks);
+      const std::vector<std::uint8_t> bytes = stored_bytes(q);
+      if (first.empty()) {
+        first = bytes;
+      } else {
+        ASSERT_EQ(bytes.size(), first.size());
+        EXPECT_TRUE(bytes == first) << "blocks " << static_cast<int>(blocks) << ": first difference at byte "
+                                    << (std::mismatch(bytes.begin(), bytes.end(), first.begin()).first - bytes.begin());
+      }
+    });
+  }
 }
 
 }  // namespace
