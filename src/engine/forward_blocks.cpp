@@ -68,7 +68,7 @@ void embed(const MatrixView& table, std::span<const std::int32_t> tokens, std::s
   const auto T = static_cast<std::int64_t>(tokens.size());
   const std::int64_t E = table.cols;
   require(x, T * E, "embed: x");
-  for (std::int64_t t = 0; t < T; ++t) dequantize_row(table, tokens[static_cast<std::size_t>(t)], x.data() + t * E);
+  for (std::int64_t t = 0; t < T; ++t) matrix_row_to_floats(table, tokens[static_cast<std::size_t>(t)], x.data() + t * E);
 }
 
 AttentionTasks plan_attention_tasks(std::int64_t T, std::int64_t p0, std::int64_t n_head, std::int64_t n_head_kv,

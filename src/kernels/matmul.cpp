@@ -23,9 +23,9 @@ HWY_NOINLINE void DequantizeBlocksRow(const MatrixView& w, std::int64_t r, float
 // One entry per weight type this target runs. ggml's quantized blocks multiply through
 // their integer Q8 kernels (q8_matmul.h), so they list only a row decoder here.
 constexpr WeightKernels kWeightKernels[] = {
-    {GgmlType::F32, &MatmulRows<F32Elements>, &DequantizeRow<F32Elements>},
-    {GgmlType::F16, &MatmulRows<F16Elements>, &DequantizeRow<F16Elements>},
-    {GgmlType::BF16, &MatmulRows<BF16Elements>, &DequantizeRow<BF16Elements>},
+    {GgmlType::F32, &MatmulRows<F32Elements>, &MatrixRowToFloats<F32Elements>},
+    {GgmlType::F16, &MatmulRows<F16Elements>, &MatrixRowToFloats<F16Elements>},
+    {GgmlType::BF16, &MatmulRows<BF16Elements>, &MatrixRowToFloats<BF16Elements>},
     {GgmlType::Q8_0, nullptr, &DequantizeBlocksRow},
     {GgmlType::Q4_0, nullptr, &DequantizeBlocksRow},
     {GgmlType::Q4_1, nullptr, &DequantizeBlocksRow},
@@ -117,7 +117,7 @@ void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y
     store_row(x, n_tokens * w.cols, w.type, halves.data());
     const MatrixView as_row{w.type, reinterpret_cast<const std::uint8_t*>(halves.data()), 1, n_tokens * w.cols,
                             n * sizeof(std::uint16_t)};
-    k.dequantize_row(as_row, 0, rounded.data());
+    k.matrix_row_to_floats(as_row, 0, rounded.data());
     x = rounded.data();
   }
   if (const Q8MatmulRows q8 = find_q8_matmul(w.type)) {
@@ -158,12 +158,12 @@ void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y
   });
 }
 
-void dequantize_row(const MatrixView& w, std::int64_t r, float* out) {
-  const WeightKernels& k = kernels_for(w, "dequantize_row");
+void matrix_row_to_floats(const MatrixView& w, std::int64_t r, float* out) {
+  const WeightKernels& k = kernels_for(w, "matrix_row_to_floats");
   if (r < 0 || r >= w.rows)
-    throw Error("dequantize_row: row " + std::to_string(r) + " is outside the matrix's " + std::to_string(w.rows) +
+    throw Error("matrix_row_to_floats: row " + std::to_string(r) + " is outside the matrix's " + std::to_string(w.rows) +
                 " rows");
-  k.dequantize_row(w, r, out);
+  k.matrix_row_to_floats(w, r, out);
 }
 
 }  // namespace piquant

@@ -34,14 +34,14 @@ namespace piquant {
 void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y, ThreadPool& pool);
 
 // Row r of W as floats (embedding lookup, tests).
-void dequantize_row(const MatrixView& w, std::int64_t r, float* out);
+void matrix_row_to_floats(const MatrixView& w, std::int64_t r, float* out);
 
 bool matmul_supports(GgmlType type);
 
 namespace reference {
 // Plain scalar loops, double accumulation: what every optimised kernel is tested against.
 void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y);
-void dequantize_row(const MatrixView& w, std::int64_t r, float* out);
+void matrix_row_to_floats(const MatrixView& w, std::int64_t r, float* out);
 }  // namespace reference
 
 }  // namespace piquant

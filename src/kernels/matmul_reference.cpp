@@ -10,9 +10,9 @@
 
 namespace piquant::reference {
 
-void dequantize_row(const MatrixView& w, std::int64_t r, float* out) {
-  check_matrix_view(w, "reference::dequantize_row");
-  if (r < 0 || r >= w.rows) throw Error("reference::dequantize_row: row " + std::to_string(r) + " out of range");
+void matrix_row_to_floats(const MatrixView& w, std::int64_t r, float* out) {
+  check_matrix_view(w, "reference::matrix_row_to_floats");
+  if (r < 0 || r >= w.rows) throw Error("reference::matrix_row_to_floats: row " + std::to_string(r) + " out of range");
   const std::uint8_t* row = w.row(r);
   if (w.type != GgmlType::F32 && w.type != GgmlType::F16 && w.type != GgmlType::BF16 && dequantize_supports(w.type)) {
     piquant::dequantize_row(w.type, row, out, w.cols);  // ggml blocks: the scalar decoder is the reference
@@ -31,7 +31,7 @@ void dequantize_row(const MatrixView& w, std::int64_t r, float* out) {
         break;
       }
       default:
-        throw Error("reference::dequantize_row: weight type " + ggml_type_name(w.type) + " is not supported");
+        throw Error("reference::matrix_row_to_floats: weight type " + ggml_type_name(w.type) + " is not supported");
     }
   }
 }
@@ -43,7 +43,7 @@ float rounded_activation(GgmlType type, float v) { return type == GgmlType::F16 
 void matmul(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y) {
   std::vector<float> row(static_cast<std::size_t>(w.cols));
   for (std::int64_t r = 0; r < w.rows; ++r) {
-    reference::dequantize_row(w, r, row.data());
+    reference::matrix_row_to_floats(w, r, row.data());
     for (std::int64_t t = 0; t < n_tokens; ++t) {
       double sum = 0;
       for (std::int64_t c = 0; c < w.cols; ++c)

@@ -179,7 +179,7 @@ HWY_NOINLINE void MatmulRows(const MatrixView& w, const float* x, std::int64_t n
 }
 
 template <class E>
-HWY_NOINLINE void DequantizeRow(const MatrixView& w, std::int64_t r, float* out) {
+HWY_NOINLINE void MatrixRowToFloats(const MatrixView& w, std::int64_t r, float* out) {
   const DF d;
   const std::size_t n = hn::Lanes(d);
   const std::size_t cols = static_cast<std::size_t>(w.cols);

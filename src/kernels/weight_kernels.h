@@ -12,7 +12,7 @@ struct WeightKernels {
   // Rows [r_begin, r_end) of y = x · Wᵀ for n_tokens tokens (y row-major, w.rows per token).
   void (*matmul_rows)(const MatrixView& w, const float* x, std::int64_t n_tokens, float* y, std::int64_t r_begin,
                       std::int64_t r_end);
-  void (*dequantize_row)(const MatrixView& w, std::int64_t r, float* out);
+  void (*matrix_row_to_floats)(const MatrixView& w, std::int64_t r, float* out);
 };
 
 // Checks a view before any kernel reads it: sizes, data pointer, and that a row's bytes

@@ -1,4 +1,4 @@
-// matmul and dequantize_row against the scalar double-precision reference, on every
+// matmul and matrix_row_to_floats against the scalar double-precision reference, on every
 // SIMD target this CPU has, for F32/F16/BF16 weights, odd shapes, 1..n tokens.
 #include <gtest/gtest.h>
 
@@ -165,14 +165,14 @@ TEST(Matmul, ReadsUnalignedRowsWithPaddedStride) {
           EXPECT_NEAR(y[i], packed.expected[i], tolerance(packed.cols, packed.magnitude[i])) << ggml_type_name(type);
       }
       std::vector<float> row(static_cast<std::size_t>(packed.cols)), expected(row.size());
-      dequantize_row(view, 4, row.data());
-      reference::dequantize_row(packed.view(), 4, expected.data());
+      matrix_row_to_floats(view, 4, row.data());
+      reference::matrix_row_to_floats(packed.view(), 4, expected.data());
       EXPECT_EQ(row, expected);
     });
   }
 }
 
-// Every one of the 65,536 16-bit patterns in one row: dequantize_row must give exactly
+// Every one of the 65,536 16-bit patterns in one row: matrix_row_to_floats must give exactly
 // core/half.h's value (NaN for NaN), on every target.
 void expect_all_halves_exact(GgmlType type) {
   std::vector<std::uint16_t> bits(65536);
@@ -180,7 +180,7 @@ void expect_all_halves_exact(GgmlType type) {
   const MatrixView view{type, reinterpret_cast<const std::uint8_t*>(bits.data()), 1, 65536, 2 * 65536};
   for_each_simd_target([&] {
     std::vector<float> row(65536);
-    dequantize_row(view, 0, row.data());
+    matrix_row_to_floats(view, 0, row.data());
     int failures = 0;
     for (std::size_t i = 0; i < row.size() && failures < 5; ++i) {
       const float expected = type == GgmlType::F16 ? f16_to_f32(bits[i]) : bf16_to_f32(bits[i]);
@@ -237,8 +237,8 @@ TEST(Matmul, RejectsBadViewsWithAMessage) {
   EXPECT_NE(message({GgmlType::F32, data.data(), -1, 16, 64}, 1).find("negative"), std::string::npos);
   EXPECT_NE(message({GgmlType::F32, nullptr, 2, 16, 64}, 1).find("no data"), std::string::npos);
   EXPECT_NE(message({GgmlType::F32, data.data(), 2, 16, 64}, -1).find("negative token count"), std::string::npos);
-  EXPECT_THROW(dequantize_row({GgmlType::F32, data.data(), 2, 16, 64}, 2, y.data()), Error);
-  EXPECT_THROW(dequantize_row({GgmlType::F32, data.data(), 2, 16, 64}, -1, y.data()), Error);
+  EXPECT_THROW(matrix_row_to_floats({GgmlType::F32, data.data(), 2, 16, 64}, 2, y.data()), Error);
+  EXPECT_THROW(matrix_row_to_floats({GgmlType::F32, data.data(), 2, 16, 64}, -1, y.data()), Error);
 }
 
 TEST(Matmul, EmptyShapesDoNothing) {

@@ -57,7 +57,7 @@ TEST(NoAllocation, KernelsDoNotAllocatePerCall) {
   const auto run_all = [&] {
     matmul(w, x.data(), 1, y.data(), pool);
     matmul(w, x.data(), 8, y.data(), pool);
-    dequantize_row(w, 3, scratch.data());
+    matrix_row_to_floats(w, 3, scratch.data());
     rms_norm(x.data(), norm.data(), cols, 1e-5f, out.data());
     softmax(out.data(), cols);
     swiglu(x.data(), x.data() + cols, cols, out.data());

@@ -327,7 +327,7 @@ TEST(QuantizedMatmul, DequantizeRowMatchesTheBlockDecoder) {
     const QuantMatrix w = random_matrix(type, 5, 512, rng);
     std::vector<float> got(512);
     for_each_simd_target([&] {
-      dequantize_row(w.view, 4, got.data());
+      matrix_row_to_floats(w.view, 4, got.data());
       EXPECT_EQ(got, std::vector<float>(w.decoded.begin() + 4 * 512, w.decoded.end())) << ggml_type_name(type);
     });
   }
