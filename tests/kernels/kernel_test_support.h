@@ -84,6 +84,26 @@ void for_each_simd_target(Check&& check) {
   }
 }
 
+// Sanitizer builds (Debug, tens of times slower) run the heaviest end-to-end checks on
+// the level in force only: they look for memory errors, and the Release suite runs the
+// checks on every level (scripts/test.sh also runs it under each forced level).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitizedBuild = true;
+#else
+inline constexpr bool kSanitizedBuild = false;
+#endif
+
+// for_each_simd_target, or check() once on the level in force in a sanitizer build.
+template <class Check>
+void for_each_simd_target_unless_sanitized(Check&& check) {
+  if (kSanitizedBuild) {
+    SCOPED_TRACE("SIMD target " + simd_target() + " (sanitizer build: this level only)");
+    check();
+  } else {
+    for_each_simd_target(check);
+  }
+}
+
 inline const GgmlType kKernelTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16};
 
 }  // namespace piquant::kernel_test
