@@ -12,21 +12,22 @@
 // Arithmetic per token, in order: RMSNorm row by row (vector_ops), products by matmul
 // (kernels/matmul.h), RoPE, attention by attend() (a query's result does not depend on
 // how queries are blocked into tasks), SwiGLU element by element, residual adds
-// x[i] += proj[i]. Splitting token loops over threads changes nothing; products depend
-// on how many tokens one matmul call gets (the MLP's calls take up to
-// kMlpTokensPerStep tokens).
+// x[i] += proj[i]. Splitting token loops over threads changes nothing. Products with
+// F32/F16/BF16 weights do not depend on the batch either (matmul.h), so a token's
+// logits are the same however a prompt is split; quantized products may depend on how
+// many tokens one matmul call gets (the MLP's calls take up to kMlpTokensPerStep).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 
 #include "core/thread_pool.h"
-#include "formats/ggml_type.h"
-#include "kernels/matrix_view.h"
-#include "kernels/rope.h"
 #include "engine/llama_model.h"
+#include "formats/ggml_type.h"
 #include "formats/llama_params.h"
 #include "formats/tensor_names.h"
+#include "kernels/matrix_view.h"
+#include "kernels/rope.h"
 
 namespace piquant {
 
