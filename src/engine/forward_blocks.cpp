@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/attention.h"
@@ -62,6 +63,19 @@ void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const Ma
             std::int64_t n_tokens, float* out) {
   if (env.observer != nullptr) env.observer->observe(WeightId{kind, layer}, in, n_tokens, w.cols);
   matmul(w, in, n_tokens, out, env.pool);
+  if (env.lora == nullptr) return;
+  const LoraMatrix* m = env.lora->find(WeightId{kind, layer});
+  if (m == nullptr) return;
+  if (m->rows != w.rows || m->cols != w.cols) {
+    throw Error("LoRA " + gguf_tensor_name(WeightId{kind, layer}) + ": " + std::to_string(m->rows) + " × " +
+                std::to_string(m->cols) + " for a " + std::to_string(w.rows) + " × " + std::to_string(w.cols) + " weight");
+  }
+  std::vector<float> low(static_cast<std::size_t>(n_tokens * m->rank));
+  std::vector<float> update(static_cast<std::size_t>(n_tokens * m->rows));
+  matmul(m->a_view(), in, n_tokens, low.data(), env.pool);
+  matmul(m->b_view(), low.data(), n_tokens, update.data(), env.pool);
+  const float scale = env.lora->scale();
+  for (std::size_t i = 0; i < update.size(); ++i) out[i] += scale * update[i];
 }
 
 void embed(const MatrixView& table, std::span<const std::int32_t> tokens, std::span<float> x) {

@@ -23,6 +23,7 @@
 
 #include "core/thread_pool.h"
 #include "engine/llama_model.h"
+#include "engine/lora.h"
 #include "formats/ggml_type.h"
 #include "formats/llama_params.h"
 #include "formats/tensor_names.h"
@@ -53,6 +54,7 @@ struct ForwardEnv {
   ThreadPool& pool;
   const RopeTable& rope;
   MatmulObserver* observer = nullptr;  // nullptr: none
+  const LoraAdapter* lora = nullptr;   // nullptr: none; else linear() adds its updates
 };
 
 // One layer's KV cache: n_ctx rows of K and n_ctx rows of V, each row n_head_kv · D
@@ -84,7 +86,9 @@ struct MlpBuffers {
 };
 
 // out (n_tokens × w.rows) = in (n_tokens × w.cols) · wᵀ, after showing `in` to the
-// observer as weight {kind, layer} (layer -1 for the output matrix).
+// observer as weight {kind, layer} (layer -1 for the output matrix). With an adapter
+// that has this weight, out += scale · (in · Aᵀ) · Bᵀ afterwards (lora.h; this path
+// allocates n_tokens × rank floats).
 void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
             std::int64_t n_tokens, float* out);
 
