@@ -146,6 +146,11 @@ void attention_block(const ForwardEnv& env, std::int64_t layer, const LayerWeigh
                 " threads, " + std::to_string(b.scratch_per_thread) + " each, do not hold a query over " +
                 std::to_string(p0 + T) + " positions each");
   }
+  const bool keep = !b.lse.empty() || !b.rstd.empty();
+  if (keep) {
+    require(b.rstd, T, "attention_block: rstd");
+    require(b.lse, T * H, "attention_block: lse");
+  }
   const float eps = static_cast<float>(p.rms_norm_eps);
   float* q = b.q.data();
   float* k = b.k.data();
@@ -153,6 +158,11 @@ void attention_block(const ForwardEnv& env, std::int64_t layer, const LayerWeigh
   float* attn = b.attn.data();
 
   rms_norm_rows(env.pool, x.data(), w.attn_norm, E, eps, T, b.xn.data());
+  if (keep) {
+    for_tokens(env.pool, T, [&](std::int64_t t0, std::int64_t t1) {
+      for (std::int64_t t = t0; t < t1; ++t) b.rstd[static_cast<std::size_t>(t)] = rms_norm_rstd(x.data() + t * E, E, eps);
+    });
+  }
   linear(env, WeightKind::AttnQ, layer, w.wq, b.xn.data(), T, q);
   linear(env, WeightKind::AttnK, layer, w.wk, b.xn.data(), T, k);
   linear(env, WeightKind::AttnV, layer, w.wv, b.xn.data(), T, b.v.data());
@@ -177,6 +187,7 @@ void attention_block(const ForwardEnv& env, std::int64_t layer, const LayerWeigh
     const float* q_rows[kMaxAttendQueries];
     float* out_rows[kMaxAttendQueries];
     std::int64_t n_visible[kMaxAttendQueries];
+    float lse[kMaxAttendQueries];
     for (std::int64_t i = thread; i < tasks.n_tasks; i += n_threads) {
       const AttentionTasks::Task task = tasks.task(i);
       std::int64_t n_q = 0;
@@ -189,7 +200,13 @@ void attention_block(const ForwardEnv& env, std::int64_t layer, const LayerWeigh
       }
       const std::size_t head_offset = static_cast<std::size_t>(task.kv_head * D) * element_bytes;
       attend(q_rows, n_visible, n_q, kv.k + head_offset, kv.v + head_offset, kv.row_bytes, kv.type, D, scale, scratch,
-             b.scratch_per_thread, out_rows);
+             b.scratch_per_thread, out_rows, keep ? lse : nullptr);
+      if (keep) {
+        std::int64_t i_q = 0;
+        for (std::int64_t t = task.t0; t < task.t1; ++t) {
+          for (std::int64_t h = task.h0; h < task.h1; ++h) b.lse[static_cast<std::size_t>(t * H + h)] = lse[i_q++];
+        }
+      }
     }
   });
   linear(env, WeightKind::AttnOutput, layer, w.wo, attn, T, b.proj.data());

@@ -77,6 +77,10 @@ struct AttentionBuffers {
   // query over p0 + T positions (attend_scratch_floats(1, p0 + T, D)).
   std::span<float> scratch;
   std::size_t scratch_per_thread = 0;
+  // Kept for the backward when not empty (training): rstd of each token's RMSNorm (T),
+  // the log-sum-exp of each query's attention scores (T × H, token-major).
+  std::span<float> rstd;
+  std::span<float> lse;
 };
 
 struct MlpBuffers {
