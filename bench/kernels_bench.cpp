@@ -3,7 +3,11 @@
 // F32/F16/BF16 and ggml's block types, 1 and 2 threads. Reports weight bytes streamed
 // per second, GFLOP/s (2·rows·cols·tokens per call) and tokens per second.
 // PIQUANT_SIMD=avx2 (etc.) restricts the SIMD target.
-//   kernels_bench [--benchmark_filter=f16/4096x4096]
+// Training's backward GEMMs (matmul_backward.h): the input grad dx += dy·W and the
+// weight grad dw += dyᵀ·x for 512 tokens on a 2048 × 2048 weight (F32 and Q4_K for the
+// input grad, whose W is decoded; the weight grad's output is F32 whatever W is),
+// GFLOP/s counted as 2·rows·cols·tokens per call.
+//   kernels_bench [--benchmark_filter=f16/4096x4096] [--benchmark_filter=matmul_grad]
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -17,6 +21,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_backward.h"
 #include "kernels/simd_target.h"
 #include "quant/quantize.h"
 
@@ -82,7 +87,68 @@ void bench_matmul(benchmark::State& state, GgmlType type, std::int64_t rows, std
   state.SetLabel(simd_target());
 }
 
+std::vector<float> random_floats(std::size_t n, unsigned seed) {
+  std::vector<float> v(n);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+void set_gemm_counters(benchmark::State& state, std::int64_t rows, std::int64_t cols, std::int64_t tokens) {
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(tokens);
+  state.counters["GFLOP"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(simd_target());
+}
+
+// dx (tokens × cols) += dy (tokens × rows) · W.
+void bench_input_grad(benchmark::State& state, GgmlType type, std::int64_t rows, std::int64_t cols,
+                      std::int64_t tokens, unsigned threads) {
+  const std::vector<std::uint8_t> weights = random_weights(type, rows, cols);
+  const MatrixView w{type, weights.data(), rows, cols, weights.size() / static_cast<std::size_t>(rows)};
+  const std::vector<float> dy = random_floats(static_cast<std::size_t>(tokens * rows), 7);
+  std::vector<float> dx(static_cast<std::size_t>(tokens * cols), 0.0f);
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    matmul_input_grad(w, dy.data(), tokens, dx.data(), pool);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, rows, cols, tokens);
+}
+
+// dw (rows × cols) += dyᵀ · x.
+void bench_weight_grad(benchmark::State& state, std::int64_t rows, std::int64_t cols, std::int64_t tokens,
+                       unsigned threads) {
+  const std::vector<float> dy = random_floats(static_cast<std::size_t>(tokens * rows), 7);
+  const std::vector<float> x = random_floats(static_cast<std::size_t>(tokens * cols), 8);
+  std::vector<float> dw(static_cast<std::size_t>(rows * cols), 0.0f);
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    matmul_weight_grad(dy.data(), rows, x.data(), cols, tokens, dw.data(), pool);
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, rows, cols, tokens);
+}
+
 void register_benchmarks() {
+  for (const unsigned threads : {1u, 2u}) {
+    for (const GgmlType type : {GgmlType::F32, GgmlType::Q4_K}) {
+      const std::string name = "matmul_grad/input/" + ggml_type_name(type) + "/2048x2048/tokens:512/threads:" +
+                               std::to_string(threads);
+      benchmark::RegisterBenchmark(name.c_str(), bench_input_grad, type, 2048, 2048, 512, threads)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+    const std::string name = "matmul_grad/weight/f32/2048x2048/tokens:512/threads:" + std::to_string(threads);
+    benchmark::RegisterBenchmark(name.c_str(), bench_weight_grad, 2048, 2048, 512, threads)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+
   struct Shape {
     std::int64_t rows, cols;
   };

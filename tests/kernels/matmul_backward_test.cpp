@@ -241,8 +241,8 @@ TEST(MatmulBackward, InputGradMatchesReferenceForEveryTypeShapeAndThreadCount) {
 }
 
 TEST(MatmulBackward, InputGradOverSeveralBandsOfRows) {
-  // 300 rows are three bands of 128 rows; 9000 columns cut the band to 116 rows (4 MiB),
-  // so 130 rows are two bands, and the strips of a band are many.
+  // 300 rows are two bands (256 + 44 rows); 9000 columns cut the band to 116 rows
+  // (4 MiB), so 130 rows are two bands, and the strips of a band are many.
   std::mt19937 rng(12);
   Pools pools;
   check_input_grad(make_weight(GgmlType::F32, 300, 40, rng), 5, pools, rng);
@@ -259,8 +259,8 @@ TEST(MatmulBackward, WeightGradMatchesReferenceForEveryShapeAndThreadCount) {
 }
 
 TEST(MatmulBackward, WeightGradOverSeveralChunksOfTokensAndPanelsOfColumns) {
-  // 300 tokens are two chunks of 256 and 44; 2000 columns are several panels of x that
-  // stay in L2 whatever the vector width.
+  // 300 tokens are three chunks (128 + 128 + 44); 2000 columns are several panels of x
+  // that stay in L2 whatever the vector width.
   std::mt19937 rng(14);
   Pools pools;
   check_weight_grad(9, 2000, 300, pools, rng);
