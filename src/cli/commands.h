@@ -14,5 +14,6 @@ void register_kld(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_imatrix(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_merge(CLI::App& app);
 
 }  // namespace piquant::cli
