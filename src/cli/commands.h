@@ -16,5 +16,6 @@ void register_imatrix(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_train(CLI::App& app);
+void register_merge(CLI::App& app);
 
 }  // namespace piquant::cli

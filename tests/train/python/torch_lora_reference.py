@@ -10,7 +10,7 @@ target -1: no loss). The loss is sum_t weights[t] * (logsumexp(z_t) - z_t[target
 
 Writes into OUT_DIR:
   adapter/adapter_model.safetensors + adapter/adapter_config.json   the random adapter (PEFT layout)
-  grads.safetensors   d loss / d lora_A and lora_B, named like the adapter's tensors (F64)
+  grads.safetensors   d loss / d lora_A and lora_B, named like the adapter's tensors (F32)
   merged.safetensors  W + alpha/r * B @ A for every adapted weight, HF names (F32)
   loss.json           {"loss": ...}
 Only numpy and torch; safetensors are read and written by hand (the format is a JSON
@@ -182,7 +182,7 @@ def main():
                "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "use_rslora": False,
                "target_modules": sorted(modules), "base_model_name_or_path": args.model_dir},
               open(os.path.join(args.out_dir, "adapter", "adapter_config.json"), "w"), indent=2)
-    write_safetensors(os.path.join(args.out_dir, "grads.safetensors"), {k: v.grad for k, v in lora.items()}, "F64")
+    write_safetensors(os.path.join(args.out_dir, "grads.safetensors"), {k: v.grad for k, v in lora.items()}, "F32")
     merged = {}
     for l in range(L):
         for m, block in modules.items():
