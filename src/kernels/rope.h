@@ -19,11 +19,18 @@ class RopeTable {
   // Rotates n_heads consecutive head vectors of x (each head_dim floats) for position pos.
   void apply(float* x, std::int64_t n_heads, std::int64_t pos) const;
 
+  // Rotates by the negative angles: the transpose of apply() (the same float cos and sin,
+  // the sine's sign flipped), so apply_inverse(apply(x)) = x up to roundoff, and on a
+  // gradient dy of apply()'s output it gives apply()'s backward dx = Rᵀ·dy.
+  void apply_inverse(float* x, std::int64_t n_heads, std::int64_t pos) const;
+
   std::int64_t head_dim() const { return head_dim_; }
   RopePairing pairing() const { return pairing_; }
   const std::vector<double>& inv_freq() const { return inv_freq_; }
 
  private:
+  void rotate(float* x, std::int64_t n_heads, std::int64_t pos, float sign) const;
+
   std::int64_t head_dim_;
   RopePairing pairing_;
   std::vector<double> inv_freq_;  // per pair
@@ -33,6 +40,12 @@ namespace reference {
 // Straight from the definition, in double.
 void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t pos, double base,
           const std::vector<float>& factors, RopePairing pairing);
+// The same rotation in double throughout (for the gradient tests), and its transpose
+// (rotation by −angle), which is also its backward.
+void rope(double* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t pos, double base,
+          const std::vector<float>& factors, RopePairing pairing);
+void rope_inverse(double* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t pos, double base,
+                  const std::vector<float>& factors, RopePairing pairing);
 }  // namespace reference
 
 }  // namespace piquant

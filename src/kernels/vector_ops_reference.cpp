@@ -51,6 +51,45 @@ void swiglu(const float* gate, const float* up, std::int64_t n, float* out) {
   }
 }
 
+double rms_norm_rstd(const double* x, std::int64_t n, double eps) {
+  double sum_sq = 0;
+  for (std::int64_t i = 0; i < n; ++i) sum_sq += x[i] * x[i];
+  return 1.0 / std::sqrt(sum_sq / static_cast<double>(n) + eps);
+}
+
+void rms_norm(const double* x, const double* weight, std::int64_t n, double eps, double* out) {
+  const double rstd = rms_norm_rstd(x, n, eps);
+  for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * rstd * weight[i];
+}
+
+// y_i = x_i·r·w_i with r = (Σ x²/n + eps)^(-1/2), so ∂r/∂x_k = −r³·x_k/n and
+// ∂L/∂x_k = dy_k·w_k·r − (r³·x_k/n)·Σ_i dy_i·w_i·x_i.
+void rms_norm_backward(const double* x, const double* weight, double eps, const double* dy, std::int64_t n, double* dx,
+                       double* dweight) {
+  const double r = rms_norm_rstd(x, n, eps);
+  double sum = 0;
+  for (std::int64_t i = 0; i < n; ++i) sum += dy[i] * weight[i] * x[i];
+  for (std::int64_t k = 0; k < n; ++k) {
+    dx[k] += dy[k] * weight[k] * r - r * r * r * x[k] / static_cast<double>(n) * sum;
+    if (dweight != nullptr) dweight[k] += dy[k] * x[k] * r;
+  }
+}
+
+void swiglu(const double* gate, const double* up, std::int64_t n, double* out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+}
+
+// silu(g) = g·σ(g), σ' = σ·(1 − σ): silu'(g) = σ + g·σ·(1 − σ).
+void swiglu_backward(const double* gate, const double* up, const double* dout, std::int64_t n, double* dgate, double* dup) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double g = gate[i], sigmoid = 1.0 / (1.0 + std::exp(-g));
+    const double dg = dout[i] * up[i] * (sigmoid + g * sigmoid * (1.0 - sigmoid));
+    const double du = dout[i] * g * sigmoid;
+    dgate[i] = dg;
+    dup[i] = du;
+  }
+}
+
 float dot(const float* a, const void* b, GgmlType b_type, std::int64_t n) {
   double sum = 0;
   for (std::int64_t i = 0; i < n; ++i) sum += a[i] * element(b, b_type, i);
