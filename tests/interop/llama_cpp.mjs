@@ -21,7 +21,8 @@
 // attention through f16 and move logits by ~5e-3 on stories260K; for comparing
 // with an f32 reference use --kv-type F32 --flash-attention off (with flash
 // attention on, the KV type makes no difference). --batch N caps how many tokens go
-// into one llama_decode call (default: the whole context).
+// into one llama_decode call (default: the whole context). --lora FILE.gguf applies a
+// llama.cpp LoRA adapter (scale 1) to the context (generate, logits, chunk-logits).
 // The package is looked up in $PIQUANT_INTEROP_DIR (the install folder), else next
 // to this script.
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
@@ -30,7 +31,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const usage = `usage: llama_cpp.mjs COMMAND ARGS [--threads N] [--context N] [--verbose]
-       [--kv-type F32|F16] [--flash-attention auto|on|off] [--batch N]   (generate, logits)
+       [--kv-type F32|F16] [--flash-attention auto|on|off] [--batch N] [--lora FILE.gguf]   (generate, logits)
   metadata FILE.gguf
   tokenize FILE.gguf TEXT_FILE [--special] [--list]
       TEXT_FILE is UTF-8 text, or with --list a JSON array of strings.
@@ -53,7 +54,7 @@ function parseArgs(argv) {
   const positional = [];
   const flags = {
     threads: 1, context: 0, batch: 0, kvType: null, flashAttention: "auto",
-    verbose: false, special: false, list: false, probabilities: false, first: 0,
+    verbose: false, special: false, list: false, probabilities: false, first: 0, lora: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -76,6 +77,10 @@ function parseArgs(argv) {
     else if (arg === "--list") flags.list = true;
     else if (arg === "--probabilities") flags.probabilities = true;
     else if (arg === "--first") flags.first = takeNumber("--first");
+    else if (arg === "--lora") {
+      flags.lora = argv[++i];
+      if (!flags.lora) throw new UsageError("--lora needs a GGUF adapter file");
+    }
     else if (arg === "--help" || arg === "-h") throw new UsageError("");
     else if (arg.startsWith("--")) throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);
@@ -245,6 +250,7 @@ async function openSequence(model, needed, flags) {
   const options = {
     contextSize, batchSize: flags.batch > 0 ? Math.min(flags.batch, contextSize) : contextSize, sequences: 1, threads: flags.threads, flashAttention: flags.flashAttention,
   };
+  if (flags.lora) options.lora = { adapters: [{ filePath: flags.lora, scale: 1 }] };
   if (flags.kvType) {
     options.experimentalKvCacheKeyType = flags.kvType;
     options.experimentalKvCacheValueType = flags.kvType;

@@ -86,6 +86,9 @@ TEST(LoraFiles, GgufAndPeftRoundTripBitExactInBothLayouts) {
       expect_same_adapter(read_peft_lora(peft.string(), p, layout), original, "peft " + label);
       expect_same_adapter(read_lora(gguf.string(), p, layout), original, "read_lora gguf " + label);
       expect_same_adapter(read_lora(peft.string(), p, layout), original, "read_lora peft " + label);
+      expect_same_adapter(read_lora((peft / "adapter_config.json").string(), p, layout), original, "read_lora config " + label);
+      EXPECT_EQ(lora_file_format(gguf.string()), "gguf");
+      EXPECT_EQ(lora_file_format(peft.string()), "peft");
       // Read in the other layout and converted back: nothing lost on the way.
       const RopePairing other = layout == RopePairing::Interleaved ? RopePairing::HalfSplit : RopePairing::Interleaved;
       expect_same_adapter(with_layout(read_gguf_lora(gguf.string(), p, other), p, layout), original, "gguf via other " + label);
@@ -97,11 +100,15 @@ TEST(LoraFiles, GgufAndPeftRoundTripBitExactInBothLayouts) {
 // The files as llama.cpp's loader and PEFT describe them, read with the plain format
 // readers: names, ggml shapes {cols, rank} / {rank, rows}, PEFT shapes (r, in) / (out, r),
 // the metadata, and the Q/K rows of B moved between GGUF's interleaved order and
-// Hugging Face's half-split order as the literal table below says (head_dim 4: GGUF
-// rows 0 1 2 3 of a head hold HF rows 0 2 1 3; pairs (0,1),(2,3) vs (0,2),(1,3)).
+// Hugging Face's half-split order as the literal table below says (head_dim 8: GGUF
+// rows 0..7 of a head hold HF rows 0 4 1 5 2 6 3 7, GGUF's rotation pair i being HF's
+// (i, i + 4); a permutation that is not its own inverse, so direction matters).
 TEST(LoraFiles, FilesHaveTheLayoutsLlamaCppAndPeftExpect) {
   const TempDir dir;
-  const LlamaParams p = small_params();
+  LlamaParams p = small_params();
+  p.n_head = 2;  // the same 16-row Q and 8-row K as small_params, in heads of 8
+  p.n_head_kv = 1;
+  p.head_dim = 8;
   const std::int64_t rank = 2;
   LoraAdapter hf(rank, 8.0f, RopePairing::HalfSplit);
   for (const WeightKind kind : {WeightKind::AttnQ, WeightKind::AttnK, WeightKind::AttnV, WeightKind::FfnDown}) {
@@ -142,8 +149,8 @@ TEST(LoraFiles, FilesHaveTheLayoutsLlamaCppAndPeftExpect) {
     for (std::size_t i = 0; i < values.size(); i += rank) rows.push_back(static_cast<int>(values[i]) / 100);
     return rows;
   };
-  EXPECT_EQ(b_rows("blk.1.attn_q.weight.lora_b"), (std::vector<int>{0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15}));
-  EXPECT_EQ(b_rows("blk.1.attn_k.weight.lora_b"), (std::vector<int>{0, 2, 1, 3, 4, 6, 5, 7}));
+  EXPECT_EQ(b_rows("blk.1.attn_q.weight.lora_b"), (std::vector<int>{0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15}));
+  EXPECT_EQ(b_rows("blk.1.attn_k.weight.lora_b"), (std::vector<int>{0, 4, 1, 5, 2, 6, 3, 7}));
   EXPECT_EQ(b_rows("blk.1.attn_v.weight.lora_b"), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
   // A is never permuted (its rows are rank, its columns the input).
   std::vector<float> a_q(16 * rank);
