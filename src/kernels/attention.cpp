@@ -171,7 +171,7 @@ HWY_INLINE void ForEachTile(const Block& b, std::size_t j0, std::size_t j1, Step
 template <class E>
 HWY_INLINE void AttendImpl(const float* const* q, const std::int64_t* n_visible, std::size_t n_q, const std::uint8_t* k_rows,
                            const std::uint8_t* v_rows, std::size_t stride, std::size_t head_dim, float scale, float* scratch,
-                           float* const* out) {
+                           float* const* out, float* lse) {
   using attention_layout::kRowsPerChunk;
   const DF d;
   const std::size_t N = hn::Lanes(d);
@@ -199,7 +199,10 @@ HWY_INLINE void AttendImpl(const float* const* q, const std::int64_t* n_visible,
       ScoreKeys<decltype(kQ)::value>(b, q0, j0, begin, end, scale);
     });
   }
-  for (std::size_t a = 0; a < n_q; ++a) SoftmaxInPlace(b.scores + a * b.max_visible, static_cast<std::size_t>(n_visible[a]));
+  for (std::size_t a = 0; a < n_q; ++a) {
+    const SoftmaxStats stats = SoftmaxInPlace(b.scores + a * b.max_visible, static_cast<std::size_t>(n_visible[a]));
+    if (lse != nullptr) lse[a] = static_cast<float>(static_cast<double>(stats.max) + std::log(static_cast<double>(stats.sum)));
+  }
 
   std::fill(b.acc, b.acc + n_q * b.dp, 0.0f);
   for (std::size_t j0 = 0; j0 < b.max_visible; j0 += kRowsPerChunk) {
@@ -213,15 +216,77 @@ HWY_INLINE void AttendImpl(const float* const* q, const std::int64_t* n_visible,
 }
 
 void Attend(const float* const* q, const std::int64_t* n_visible, std::int64_t n_q, const void* k_rows, const void* v_rows,
-            std::size_t stride, GgmlType type, std::int64_t head_dim, float scale, float* scratch, float* const* out) {
+            std::size_t stride, GgmlType type, std::int64_t head_dim, float scale, float* scratch, float* const* out,
+            float* lse) {
   const auto* k = static_cast<const std::uint8_t*>(k_rows);
   const auto* v = static_cast<const std::uint8_t*>(v_rows);
   const auto nq = static_cast<std::size_t>(n_q);
   const auto dim = static_cast<std::size_t>(head_dim);
   switch (type) {
-    case GgmlType::F16: return AttendImpl<F16Elements>(q, n_visible, nq, k, v, stride, dim, scale, scratch, out);
-    case GgmlType::BF16: return AttendImpl<BF16Elements>(q, n_visible, nq, k, v, stride, dim, scale, scratch, out);
-    default: return AttendImpl<F32Elements>(q, n_visible, nq, k, v, stride, dim, scale, scratch, out);  // checked by the caller
+    case GgmlType::F16: return AttendImpl<F16Elements>(q, n_visible, nq, k, v, stride, dim, scale, scratch, out, lse);
+    case GgmlType::BF16: return AttendImpl<BF16Elements>(q, n_visible, nq, k, v, stride, dim, scale, scratch, out, lse);
+    default: return AttendImpl<F32Elements>(q, n_visible, nq, k, v, stride, dim, scale, scratch, out, lse);  // checked by the caller
+  }
+}
+
+// Σ a[i]·b[i], i < n: one fused multiply-add chain per lane over whole vectors and a
+// zero-padded tail, then the lanes added (ScoreTile's arithmetic for one query and key).
+HWY_INLINE float DotChain(const float* a, const float* b, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  VF acc = hn::Zero(d);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) acc = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), acc);
+  if (i < n) acc = hn::MulAdd(LoadFloatTail(d, a + i, n - i), LoadFloatTail(d, b + i, n - i), acc);
+  return ReduceSum(d, acc);
+}
+
+void AttendBackward(const float* const* q, const std::int64_t* n_visible, std::int64_t n_q, const float* k_rows,
+                    const float* v_rows, std::size_t stride, std::int64_t head_dim, float scale, const float* const* out,
+                    const float* const* dout, const float* lse, float* const* dq, float* dk_rows, float* dv_rows,
+                    std::size_t grad_stride) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d), n = static_cast<std::size_t>(head_dim);
+  for (std::int64_t b = 0; b < n_q; ++b) {
+    const float* qb = q[b];
+    const float* gb = dout[b];
+    float* dqb = dq[b];
+    const float delta = DotChain(gb, out[b], n);  // dout_b · out_b
+    std::fill(dqb, dqb + n, 0.0f);
+    for (std::int64_t j = 0; j < n_visible[b]; ++j) {
+      const float* kj = k_rows + static_cast<std::size_t>(j) * stride;
+      const float* vj = v_rows + static_cast<std::size_t>(j) * stride;
+      float* dkj = dk_rows + static_cast<std::size_t>(j) * grad_stride;
+      float* dvj = dv_rows + static_cast<std::size_t>(j) * grad_stride;
+      // The score's chain and dout·v_j's in one pass over the rows.
+      VF score_acc = hn::Zero(d), dp_acc = hn::Zero(d);
+      std::size_t i = 0;
+      for (; i + N <= n; i += N) {
+        score_acc = hn::MulAdd(hn::LoadU(d, qb + i), hn::LoadU(d, kj + i), score_acc);
+        dp_acc = hn::MulAdd(hn::LoadU(d, gb + i), hn::LoadU(d, vj + i), dp_acc);
+      }
+      if (i < n) {
+        score_acc = hn::MulAdd(LoadFloatTail(d, qb + i, n - i), LoadFloatTail(d, kj + i, n - i), score_acc);
+        dp_acc = hn::MulAdd(LoadFloatTail(d, gb + i, n - i), LoadFloatTail(d, vj + i, n - i), dp_acc);
+      }
+      const float score = ReduceSum(d, score_acc) * scale;
+      const float p = hn::GetLane(hn::Exp(d, hn::Set(d, score - lse[b])));
+      const float ds = p * (ReduceSum(d, dp_acc) - delta);
+      const VF a = hn::Set(d, scale * ds), pv = hn::Set(d, p);
+      for (i = 0; i + N <= n; i += N) {
+        const VF kv = hn::LoadU(d, kj + i), qv = hn::LoadU(d, qb + i), gv = hn::LoadU(d, gb + i);
+        hn::StoreU(hn::MulAdd(a, kv, hn::LoadU(d, dqb + i)), d, dqb + i);
+        hn::StoreU(hn::MulAdd(a, qv, hn::LoadU(d, dkj + i)), d, dkj + i);
+        hn::StoreU(hn::MulAdd(pv, gv, hn::LoadU(d, dvj + i)), d, dvj + i);
+      }
+      if (i < n) {
+        const std::size_t m = n - i;
+        const VF kv = LoadFloatTail(d, kj + i, m), qv = LoadFloatTail(d, qb + i, m), gv = LoadFloatTail(d, gb + i, m);
+        StoreFloatTail(d, hn::MulAdd(a, kv, LoadFloatTail(d, dqb + i, m)), dqb + i, m);
+        StoreFloatTail(d, hn::MulAdd(a, qv, LoadFloatTail(d, dkj + i, m)), dkj + i, m);
+        StoreFloatTail(d, hn::MulAdd(pv, gv, LoadFloatTail(d, dvj + i, m)), dvj + i, m);
+      }
+    }
   }
 }
 
@@ -240,6 +305,7 @@ HWY_AFTER_NAMESPACE();
 namespace piquant {
 
 HWY_EXPORT(Attend);
+HWY_EXPORT(AttendBackward);
 
 namespace {
 
@@ -269,6 +335,29 @@ void check_arguments(const float* const* q, const std::int64_t* n_visible, std::
   }
 }
 
+// The arguments attend_backward() and reference::attend_backward() share (T: float or double).
+template <class T>
+void check_backward_arguments(const T* const* q, const std::int64_t* n_visible, std::int64_t n_q, const T* k_rows,
+                              const T* v_rows, std::size_t row_stride, std::int64_t head_dim, const T* const* dout,
+                              T* const* dq, T* dk_rows, T* dv_rows, std::size_t grad_row_stride, const char* what) {
+  const std::string where(what);
+  if (n_q < 0) throw Error(where + ": negative query count " + std::to_string(n_q));
+  if (head_dim <= 0) throw Error(where + ": head dimension " + std::to_string(head_dim) + " is not positive");
+  if (n_q == 0) return;
+  if (q == nullptr || n_visible == nullptr || dout == nullptr || dq == nullptr || k_rows == nullptr ||
+      v_rows == nullptr || dk_rows == nullptr || dv_rows == nullptr)
+    throw Error(where + ": null query, visible-count, gradient or row pointer");
+  if (row_stride < static_cast<std::size_t>(head_dim) || grad_row_stride < static_cast<std::size_t>(head_dim))
+    throw Error(where + ": row strides of " + std::to_string(row_stride) + " and " + std::to_string(grad_row_stride) +
+                " elements, shorter than a head of " + std::to_string(head_dim));
+  for (std::int64_t i = 0; i < n_q; ++i) {
+    if (n_visible[i] < 1)
+      throw Error(where + ": query " + std::to_string(i) + " sees " + std::to_string(n_visible[i]) + " keys (at least 1)");
+    if (q[i] == nullptr || dout[i] == nullptr || dq[i] == nullptr)
+      throw Error(where + ": query, gradient or dq " + std::to_string(i) + " is null");
+  }
+}
+
 }  // namespace
 
 std::size_t attend_scratch_floats(std::int64_t n_q, std::int64_t max_visible, std::int64_t head_dim) {
@@ -280,20 +369,62 @@ std::size_t attend_scratch_floats(std::int64_t n_q, std::int64_t max_visible, st
 
 void attend(const float* const* q, const std::int64_t* n_visible, std::int64_t n_q, const void* k_rows, const void* v_rows,
             std::size_t row_stride_bytes, GgmlType kv_type, std::int64_t head_dim, float scale, float* scratch,
-            std::size_t scratch_floats, float* const* out) {
+            std::size_t scratch_floats, float* const* out, float* lse) {
   check_arguments(q, n_visible, n_q, k_rows, v_rows, row_stride_bytes, kv_type, head_dim, out);
   if (n_q == 0) return;
   const std::size_t need = attend_scratch_floats(n_q, *std::max_element(n_visible, n_visible + n_q), head_dim);
   if (scratch == nullptr || scratch_floats < need)
     throw Error("attend: scratch of " + std::to_string(scratch_floats) + " floats, " + std::to_string(need) + " needed");
-  HWY_DYNAMIC_DISPATCH(Attend)(q, n_visible, n_q, k_rows, v_rows, row_stride_bytes, kv_type, head_dim, scale, scratch, out);
+  HWY_DYNAMIC_DISPATCH(Attend)(q, n_visible, n_q, k_rows, v_rows, row_stride_bytes, kv_type, head_dim, scale, scratch, out,
+                               lse);
+}
+
+void attend_backward(const float* const* q, const std::int64_t* n_visible, std::int64_t n_q, const float* k_rows,
+                     const float* v_rows, std::size_t row_stride_floats, std::int64_t head_dim, float scale,
+                     const float* const* out, const float* const* dout, const float* lse, float* const* dq,
+                     float* dk_rows, float* dv_rows, std::size_t grad_row_stride_floats) {
+  check_backward_arguments(q, n_visible, n_q, k_rows, v_rows, row_stride_floats, head_dim, dout, dq, dk_rows, dv_rows,
+                           grad_row_stride_floats, "attend_backward");
+  if (n_q == 0) return;
+  if (out == nullptr || lse == nullptr) throw Error("attend_backward: null output or log-sum-exp pointer");
+  for (std::int64_t i = 0; i < n_q; ++i)
+    if (out[i] == nullptr) throw Error("attend_backward: output " + std::to_string(i) + " is null");
+  HWY_DYNAMIC_DISPATCH(AttendBackward)(q, n_visible, n_q, k_rows, v_rows, row_stride_floats, head_dim, scale, out, dout,
+                                       lse, dq, dk_rows, dv_rows, grad_row_stride_floats);
 }
 
 namespace reference {
 
+namespace {
+
+// Query b's probabilities P_j (j < n) and output in double, from scratch.
+void attend_one(const double* q, std::int64_t n, const double* k_rows, const double* v_rows, std::size_t row_stride,
+                std::int64_t head_dim, double scale, std::vector<double>& p, std::vector<double>& out) {
+  p.assign(static_cast<std::size_t>(n), 0.0);
+  double max = -std::numeric_limits<double>::infinity();
+  for (std::int64_t j = 0; j < n; ++j) {
+    double s = 0;
+    for (std::int64_t i = 0; i < head_dim; ++i) s += q[i] * k_rows[static_cast<std::size_t>(j) * row_stride + i];
+    p[static_cast<std::size_t>(j)] = s * scale;
+    max = std::max(max, s * scale);
+  }
+  double sum = 0;
+  for (double& x : p) sum += (x = std::exp(x - max));
+  for (double& x : p) x /= sum;
+  out.assign(static_cast<std::size_t>(head_dim), 0.0);
+  for (std::int64_t i = 0; i < head_dim; ++i) {
+    double o = 0;
+    for (std::int64_t j = 0; j < n; ++j) o += p[static_cast<std::size_t>(j)] * v_rows[static_cast<std::size_t>(j) * row_stride + i];
+    out[static_cast<std::size_t>(i)] = o;
+  }
+}
+
+}  // namespace
+
 void attend(const float* const* q, const std::int64_t* n_visible, std::int64_t n_q, const void* k_rows, const void* v_rows,
             std::size_t row_stride_bytes, GgmlType kv_type, std::int64_t head_dim, float scale, float* const* out) {
   check_arguments(q, n_visible, n_q, k_rows, v_rows, row_stride_bytes, kv_type, head_dim, out);
+  if (n_q == 0) return;
   const std::size_t element = element_bytes(kv_type);
   const auto value = [&](const void* rows, std::int64_t j, std::int64_t i) -> double {
     const auto* p = static_cast<const std::uint8_t*>(rows) + static_cast<std::size_t>(j) * row_stride_bytes +
@@ -307,22 +438,61 @@ void attend(const float* const* q, const std::int64_t* n_visible, std::int64_t n
     std::memcpy(&h, p, 2);
     return kv_type == GgmlType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
   };
-  for (std::int64_t b = 0; b < n_q; ++b) {
-    const std::int64_t n = n_visible[b];
-    std::vector<double> p(static_cast<std::size_t>(n));
-    double max = -std::numeric_limits<double>::infinity();
-    for (std::int64_t j = 0; j < n; ++j) {
-      double s = 0;
-      for (std::int64_t i = 0; i < head_dim; ++i) s += q[b][i] * value(k_rows, j, i);
-      p[static_cast<std::size_t>(j)] = s * scale;
-      max = std::max(max, s * scale);
-    }
-    double sum = 0;
-    for (double& x : p) sum += (x = std::exp(x - max));
+  // The rows every query may see, decoded to double (head_dim apart).
+  const std::int64_t rows = *std::max_element(n_visible, n_visible + n_q);
+  const auto dim = static_cast<std::size_t>(head_dim);
+  std::vector<double> k(static_cast<std::size_t>(rows) * dim), v(k.size()), qd(dim), p, o;
+  for (std::int64_t j = 0; j < rows; ++j)
     for (std::int64_t i = 0; i < head_dim; ++i) {
-      double o = 0;
-      for (std::int64_t j = 0; j < n; ++j) o += p[static_cast<std::size_t>(j)] * value(v_rows, j, i);
-      out[b][i] = static_cast<float>(o / sum);
+      k[static_cast<std::size_t>(j) * dim + static_cast<std::size_t>(i)] = value(k_rows, j, i);
+      v[static_cast<std::size_t>(j) * dim + static_cast<std::size_t>(i)] = value(v_rows, j, i);
+    }
+  for (std::int64_t b = 0; b < n_q; ++b) {
+    std::copy(q[b], q[b] + head_dim, qd.begin());
+    attend_one(qd.data(), n_visible[b], k.data(), v.data(), dim, head_dim, scale, p, o);
+    for (std::size_t i = 0; i < dim; ++i) out[b][i] = static_cast<float>(o[i]);
+  }
+}
+
+void attend(const double* const* q, const std::int64_t* n_visible, std::int64_t n_q, const double* k_rows,
+            const double* v_rows, std::size_t row_stride, std::int64_t head_dim, double scale, double* const* out) {
+  if (n_q < 0 || head_dim <= 0 || row_stride < static_cast<std::size_t>(head_dim))
+    throw Error("reference::attend: bad query count, head dimension or row stride");
+  std::vector<double> p, o;
+  for (std::int64_t b = 0; b < n_q; ++b) {
+    if (n_visible[b] < 1) throw Error("reference::attend: a query sees no key");
+    attend_one(q[b], n_visible[b], k_rows, v_rows, row_stride, head_dim, scale, p, o);
+    std::copy(o.begin(), o.end(), out[b]);
+  }
+}
+
+// out_b = Σ_j P_bj·v_j, P_b = softmax(s_b), s_bj = scale·q_b·k_j. With g = dout_b:
+// ∂L/∂P_bj = g·v_j; through the softmax ∂L/∂s_bj = P_bj·(g·v_j − Σ_l P_bl·g·v_l) = P_bj·(g·v_j − g·out_b) = dS_bj;
+// then ∂L/∂q_b = scale·Σ_j dS_bj·k_j, ∂L/∂k_j = scale·Σ_b dS_bj·q_b, ∂L/∂v_j = Σ_b P_bj·g.
+void attend_backward(const double* const* q, const std::int64_t* n_visible, std::int64_t n_q, const double* k_rows,
+                     const double* v_rows, std::size_t row_stride, std::int64_t head_dim, double scale,
+                     const double* const* dout, double* const* dq, double* dk_rows, double* dv_rows,
+                     std::size_t grad_row_stride) {
+  check_backward_arguments(q, n_visible, n_q, k_rows, v_rows, row_stride, head_dim, dout, dq, dk_rows, dv_rows,
+                           grad_row_stride, "reference::attend_backward");
+  const auto dim = static_cast<std::size_t>(head_dim);
+  std::vector<double> p, o;
+  for (std::int64_t b = 0; b < n_q; ++b) {
+    attend_one(q[b], n_visible[b], k_rows, v_rows, row_stride, head_dim, scale, p, o);
+    double g_out = 0;
+    for (std::size_t i = 0; i < dim; ++i) g_out += dout[b][i] * o[i];
+    std::fill(dq[b], dq[b] + dim, 0.0);
+    for (std::int64_t j = 0; j < n_visible[b]; ++j) {
+      const double* kj = k_rows + static_cast<std::size_t>(j) * row_stride;
+      const double* vj = v_rows + static_cast<std::size_t>(j) * row_stride;
+      double g_v = 0;
+      for (std::size_t i = 0; i < dim; ++i) g_v += dout[b][i] * vj[i];
+      const double pj = p[static_cast<std::size_t>(j)], ds = pj * (g_v - g_out);
+      for (std::size_t i = 0; i < dim; ++i) {
+        dq[b][i] += scale * ds * kj[i];
+        dk_rows[static_cast<std::size_t>(j) * grad_row_stride + i] += scale * ds * q[b][i];
+        dv_rows[static_cast<std::size_t>(j) * grad_row_stride + i] += pj * dout[b][i];
+      }
     }
   }
 }

@@ -19,8 +19,13 @@ HWY_BEFORE_NAMESPACE();
 namespace piquant {
 namespace HWY_NAMESPACE {
 
-// x[i] = exp(x[i] - max) / Σ exp(x[j] - max) for i < n.
-HWY_INLINE void SoftmaxInPlace(float* x, std::size_t n) {
+// The max and Σ exp(x[j] - max) a softmax used (log-sum-exp = max + log(sum)).
+struct SoftmaxStats {
+  float max, sum;
+};
+
+// x[i] = exp(x[i] - max) / Σ exp(x[j] - max) for i < n; returns that max and sum.
+HWY_INLINE SoftmaxStats SoftmaxInPlace(float* x, std::size_t n) {
   const DF d;
   const std::size_t N = hn::Lanes(d);
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -56,9 +61,11 @@ HWY_INLINE void SoftmaxInPlace(float* x, std::size_t n) {
     StoreFloatTail(d, e, x + i, n - i);
     s0 = hn::Add(s0, e);
   }
-  const VF inv_sum = hn::Set(d, 1.0f / ReduceSum(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  const float sum = ReduceSum(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
+  const VF inv_sum = hn::Set(d, 1.0f / sum);
   for (i = 0; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), inv_sum), d, x + i);
   for (; i < n; ++i) x[i] *= hn::GetLane(inv_sum);
+  return {hn::GetLane(max), sum};
 }
 
 }  // namespace HWY_NAMESPACE
