@@ -278,7 +278,7 @@ TrainState read_train_state(const std::string& path) {
       throw FormatError(path, "tensor '" + t.name + "'", std::string("dtype ") + safe_dtype_name(t.dtype) + ", a train state holds F32 only");
     }
     NamedTensor tensor{t.name, t.shape, std::vector<float>(t.data.size() / sizeof(float))};
-    std::memcpy(tensor.data.data(), t.data.data(), t.data.size());
+    if (!t.data.empty()) std::memcpy(tensor.data.data(), t.data.data(), t.data.size());  // an empty vector's data() may be null
     state.tensors.push_back(std::move(tensor));
   }
   return state;

@@ -49,7 +49,8 @@ struct TrainState {
   std::uint64_t get_u64(const std::string& key) const;
   double get_double(const std::string& key) const;
 
-  // Tensors. add() appends a zero-filled tensor (Error if the name is taken).
+  // Tensors. add() appends a zero-filled tensor (Error if the name is taken); the reference
+  // it returns is invalidated by the next add().
   NamedTensor& add(const std::string& name, std::vector<std::int64_t> shape);
   const NamedTensor* find(const std::string& name) const;
   // The tensor `name`, which must have exactly `shape`: FormatError(source, "tensor '<name>'",

@@ -125,14 +125,13 @@ TrainingData parse_alpaca(std::string_view json_text, const std::string& source,
     const std::size_t first_target = example.tokens.size() + common;  // index in tokens of the first loss target
     example.tokens.insert(example.tokens.end(), text_tokens.begin(), text_tokens.end());
     if (vocab.eos_id >= 0) example.tokens.push_back(vocab.eos_id);
-    if (example.tokens.size() > max_tokens) {
-      example.tokens.resize(max_tokens);
-      ++data.stats.truncated;
-    }
+    const bool truncated = example.tokens.size() > max_tokens;
+    if (truncated) example.tokens.resize(max_tokens);
     if (example.tokens.size() < 2 || first_target >= example.tokens.size()) {
       ++data.stats.dropped;
       continue;
     }
+    if (truncated) ++data.stats.truncated;
     example.loss_mask.assign(example.tokens.size() - 1, 0);
     // Target t is tokens[t + 1]: targets from first_target on count.
     std::fill(example.loss_mask.begin() + static_cast<std::ptrdiff_t>(std::max<std::size_t>(first_target, 1) - 1),

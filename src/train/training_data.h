@@ -32,8 +32,8 @@ struct TrainingExample {
 struct DataStats {
   std::int64_t records = 0;         // alpaca records read (or 1 for a text file)
   std::int64_t examples = 0;        // sequences produced
-  std::int64_t truncated = 0;       // alpaca: examples cut to max_seq positions
-  std::int64_t dropped = 0;         // alpaca: records left with no loss target after truncation, not used
+  std::int64_t truncated = 0;       // alpaca: examples kept but cut to max_seq positions
+  std::int64_t dropped = 0;         // alpaca: records left with no loss target after truncation (not in truncated)
   std::int64_t boundary_merged = 0; // alpaca: prompt's last token merged with the output's first (see below)
   std::int64_t tokens = 0;          // Σ tokens.size() over the sequences (packed text: the shared token twice)
   std::int64_t loss_targets = 0;    // positions with mask 1, over all sequences

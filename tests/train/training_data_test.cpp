@@ -133,6 +133,7 @@ TEST(TrainingData, AlpacaTruncationKeepsTheFirstTokensAndDropsRecordsWithoutTarg
   const TrainingData none = parse_alpaca(json, "inline", tokenizer, {.max_seq = prompt_tokens - 5});
   EXPECT_TRUE(none.examples.empty());
   EXPECT_EQ(none.stats.dropped, 2);
+  EXPECT_EQ(none.stats.truncated, 0);  // dropped records are not counted as truncated examples
   EXPECT_EQ(none.stats.records, 2);
 }
 
