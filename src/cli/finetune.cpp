@@ -175,7 +175,7 @@ void run_finetune(FinetuneArgs& args) {
   }
   nlohmann::json out = {{"model", args.model}, {"output", args.output}, {"format", gguf ? "gguf" : "peft"},
                         {"steps", run.steps_done}, {"resumed_from", run.resumed_from}, {"final_loss", run.final_loss},
-                        {"memory", memory}};
+                        {"memory", memory}, {"peak_rss_bytes", read_process_memory().peak}};
   if (run.first_eval_loss) out["first_eval_loss"] = *run.first_eval_loss;
   if (run.final_eval_loss) out["final_eval_loss"] = *run.final_eval_loss;
   if (ta.json) {

@@ -97,7 +97,7 @@ void run_train(TrainCmdArgs& args) {
   export_gguf(*checkpoint_of(*model, args.name), args.output, export_options);
 
   nlohmann::json out = {{"output", args.output}, {"parameters", trainable->parameter_count()}, {"steps", run.steps_done},
-                        {"resumed_from", run.resumed_from}, {"final_loss", run.final_loss}, {"memory", memory}};
+                        {"resumed_from", run.resumed_from}, {"final_loss", run.final_loss}, {"memory", memory}, {"peak_rss_bytes", read_process_memory().peak}};
   if (run.first_eval_loss) out["first_eval_loss"] = *run.first_eval_loss;
   if (run.final_eval_loss) out["final_eval_loss"] = *run.final_eval_loss;
   if (ta.json) {

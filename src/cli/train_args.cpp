@@ -57,6 +57,12 @@ DataSplit load_training_data(const TrainArgs& a, const Tokenizer& tokenizer) {
   log::info(a.data, ": ", data.stats.examples, " sequences, ", data.stats.tokens, " tokens, ", data.stats.loss_targets,
             " loss targets", data.stats.truncated > 0 ? ", " + std::to_string(data.stats.truncated) + " truncated" : "",
             data.stats.dropped > 0 ? ", " + std::to_string(data.stats.dropped) + " dropped" : "");
+  if (data.examples.empty()) {
+    throw Error(a.data + ": no training sequence" +
+                (data.stats.dropped > 0 ? " (all " + std::to_string(data.stats.dropped) + " records were dropped: their prompts " +
+                                              "fill --max-seq " + std::to_string(a.max_seq) + "; raise it)"
+                                        : ""));
+  }
   HeldOut held{a.held_out, a.held_out_count};
   if (data.examples.size() < 2) held = {};
   return split_held_out(std::move(data.examples), held, a.trainer.seed);

@@ -112,4 +112,19 @@ void check_fits_in_memory(const MemoryFit& need, const MemoryInfo& have) {
               "); use a smaller --ctx, a smaller quantization, or --no-memory-check to try anyway");
 }
 
+ProcessMemory read_process_memory() {
+  ProcessMemory m;
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    std::istringstream fields(line);
+    std::string key;
+    std::uint64_t kib = 0;
+    fields >> key >> kib;
+    if (key == "VmRSS:") m.rss = kib * 1024;
+    if (key == "VmHWM:") m.peak = kib * 1024;
+  }
+  return m;
+}
+
 }  // namespace piquant

@@ -41,6 +41,14 @@ struct MemoryFit {
 // model, the sizes, where the available figure came from, and what to change.
 void check_fits_in_memory(const MemoryFit& need, const MemoryInfo& have);
 
+// VmRSS and VmHWM (the peak) of this process, in bytes (0 where /proc is unavailable).
+// Mapped file pages that are resident count too.
+struct ProcessMemory {
+  std::uint64_t rss = 0;
+  std::uint64_t peak = 0;
+};
+ProcessMemory read_process_memory();
+
 // "4.6 GB", "312 MB", "12.5 MB" (decimal units, like the sizes in file managers).
 std::string format_memory_size(std::uint64_t bytes);
 

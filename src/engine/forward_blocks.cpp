@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_float.h"
 #include "kernels/vector_ops.h"
 
 namespace piquant {
@@ -62,7 +63,11 @@ void add_rows(ThreadPool& pool, float* x, const float* proj, std::int64_t E, std
 void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
             std::int64_t n_tokens, float* out) {
   if (env.observer != nullptr) env.observer->observe(WeightId{kind, layer}, in, n_tokens, w.cols);
-  matmul(w, in, n_tokens, out, env.pool);
+  if (env.float_activations) {
+    matmul_float_activations(w, in, n_tokens, out, env.pool);
+  } else {
+    matmul(w, in, n_tokens, out, env.pool);
+  }
   if (env.lora == nullptr) return;
   const LoraMatrix* m = env.lora->find(WeightId{kind, layer});
   if (m == nullptr) return;

@@ -55,6 +55,9 @@ struct ForwardEnv {
   const RopeTable& rope;
   MatmulObserver* observer = nullptr;  // nullptr: none
   const LoraAdapter* lora = nullptr;   // nullptr: none; else linear() adds its updates
+  // Training: products take the activations as float for every weight type
+  // (kernels/matmul_float.h) instead of rounding them as llama.cpp's inference does.
+  bool float_activations = false;
 };
 
 // One layer's KV cache: n_ctx rows of K and n_ctx rows of V, each row n_head_kv · D

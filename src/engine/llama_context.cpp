@@ -113,7 +113,7 @@ void LlamaContext::forward_batch(std::span<const std::int32_t> tokens, bool all_
   const ForwardEnv env{model_.params(), pool_, *b.rope, observer_};
   // The MLP and attention take turns with the work region (context_plan.h).
   const auto work = std::span(b.work);
-  const AttentionBuffers attention{b.xn, b.q, b.k, b.v, b.attn, b.proj, work, static_cast<std::size_t>(b.plan.attend_per_thread)};
+  const AttentionBuffers attention{b.xn, b.q, b.k, b.v, b.attn, b.proj, work, static_cast<std::size_t>(b.plan.attend_per_thread), {}, {}};
   const auto gate_floats = static_cast<std::size_t>(b.plan.mlp_gate);
   const MlpBuffers mlp{b.xn, work.first(gate_floats), work.subspan(gate_floats, gate_floats), b.proj};
   const std::span<float> x(b.x);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/memory_info.h"
 #include "speed/memory_bandwidth.h"
 #include "speed/page_cache.h"
 #include "engine/llama_context.h"
@@ -45,27 +46,6 @@ class TokenSource {
   std::uint64_t state_;
   std::uint64_t n_vocab_;
 };
-
-// VmRSS and VmHWM of this process, in bytes (0 where /proc is unavailable).
-struct ProcessMemory {
-  std::uint64_t rss = 0;
-  std::uint64_t peak = 0;
-};
-
-ProcessMemory read_process_memory() {
-  ProcessMemory m;
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    std::istringstream fields(line);
-    std::string key;
-    std::uint64_t kib = 0;
-    fields >> key >> kib;
-    if (key == "VmRSS:") m.rss = kib * 1024;
-    if (key == "VmHWM:") m.peak = kib * 1024;
-  }
-  return m;
-}
 
 std::uint64_t matrix_bytes(const MatrixView& m) {
   return m.data == nullptr ? 0 : static_cast<std::uint64_t>(m.rows) * m.row_bytes;

@@ -141,7 +141,7 @@ double TrainingPass::run(const TrainingTokens& tokens, const TokenLossWeights& l
     throw Error("training pass: gradients for " + std::to_string(grads->layers.size()) + " of " + std::to_string(L) + " layers");
   }
   Buffers& b = *b_;
-  const ForwardEnv env{p, pool_, rope_, nullptr, lora_};
+  const ForwardEnv env{p, pool_, rope_, nullptr, lora_, /*float_activations=*/true};
   const KvLayerView kv{reinterpret_cast<std::uint8_t*>(b.kv_k.data()), reinterpret_cast<std::uint8_t*>(b.kv_v.data()),
                        4u * static_cast<std::size_t>(p.n_head_kv * p.head_dim), T, GgmlType::F32};
   const std::span<float> x(b.x.data(), static_cast<std::size_t>(T * E));

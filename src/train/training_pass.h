@@ -9,6 +9,10 @@
 // loss_chunk tokens, so T × n_vocab logits never exist at once. Every buffer size comes
 // from TrainingPlan.
 //
+// Products take the activations as float for every weight type (matmul_float.h): the
+// forward is then exactly the function the backward differentiates, over a quantized
+// base too (inference rounds activations to 8 bits, as llama.cpp does).
+//
 // Deterministic: the same inputs, weights and thread count give bit-identical losses and
 // gradients (every sum's order is fixed by the shapes; see backward_blocks.h).
 #include <cstdint>

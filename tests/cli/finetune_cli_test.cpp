@@ -41,7 +41,7 @@ class FinetuneCli : public ::testing::Test {
   }
   static std::string finetune_args(const std::string& out, const std::string& checkpoint, int steps) {
     return "finetune -m " + shell_quote(*model_) + " --data " + shell_quote(*data_) +
-           " --max-records 64 --max-seq 40 --batch 2 --lr 3e-3 --lora-r 4 --held-out 0 -t 2 --seed 3 --steps " +
+           " --max-records 64 --max-seq 128 --batch 2 --lr 3e-3 --lora-r 4 --held-out 0 -t 2 --seed 3 --steps " +
            std::to_string(steps) + " --checkpoint-every 2 --checkpoint " + shell_quote(checkpoint) + " -o " + shell_quote(out);
   }
   static testing::TempDir* dir_;
@@ -63,7 +63,7 @@ std::vector<float> adapter_values(const std::string& path, const LlamaParams& pa
 }
 
 TEST_F(FinetuneCli, KilledRunResumesToTheSameAdapter) {
-  const int steps = 300;
+  const int steps = 60;
   const std::string whole = (dir_->path() / "whole.gguf").string();
   const testing::CommandResult a = run_cli(finetune_args(whole, (dir_->path() / "whole.ckpt.safetensors").string(), steps));
   ASSERT_EQ(a.exit_code, 0) << a.output;
@@ -102,7 +102,7 @@ TEST_F(FinetuneCli, KilledRunResumesToTheSameAdapter) {
 
 TEST_F(FinetuneCli, DryRunPrintsTheMemoryPlan) {
   const testing::CommandResult r = run_cli("finetune -m " + shell_quote(*model_) + " --data " + shell_quote(*data_) +
-                                           " --max-records 16 --max-seq 64 --dry-run --json -o " +
+                                           " --max-records 16 --max-seq 128 --dry-run --json -o " +
                                            shell_quote((dir_->path() / "never.gguf").string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto plan = nlohmann::json::parse(r.output.substr(r.output.find('{')));

@@ -51,7 +51,7 @@ std::vector<float> forward_logits(const LlamaModel& model, std::span<const std::
   const std::size_t scratch_per_thread = attend_scratch_floats(1, T, D);
   std::vector<float> scratch(scratch_per_thread);
   std::vector<float> k_cache(n(p.n_layer * T * kv_dim)), v_cache(k_cache.size());
-  const AttentionBuffers attention{xn, q, k, v, attn, proj, scratch, scratch_per_thread};
+  const AttentionBuffers attention{xn, q, k, v, attn, proj, scratch, scratch_per_thread, {}, {}};
   const MlpBuffers mlp{xn, gate, up, proj};
 
   embed(model.token_embedding(), tokens, x);

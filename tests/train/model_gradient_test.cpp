@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <cstring>
 #include <random>
 
 #include "checkpoint/gguf_export.h"
@@ -208,7 +209,8 @@ TEST(ModelGradient, LoraOnQuantizedBaseMatchesFiniteDifferences) {
   for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K}) {
     const std::string path = (dir.path() / (std::string(ggml_type_name(type)) + ".gguf")).string();
     GgufExportOptions options;
-    options.type = type;
+    options.type_for = [type](const CheckpointTensor& t) { return t.shape.size() == 2 ? type : GgmlType::F32; };
+    options.file_type = type == GgmlType::Q8_0 ? LlamaFileType::MostlyQ8_0 : LlamaFileType::MostlyQ4_K_M;
     export_gguf(*checkpoint_of(*owned, "tiny"), path, options);
     auto model = LlamaModel::load(path);
     ASSERT_EQ(model->layer(0).wq.type, type);
