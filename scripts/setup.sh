@@ -9,6 +9,8 @@ packages=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libhwy-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm python3 python3-numpy
+  # The training tests' independent reference (tests/train/python) and the PyTorch anchor of bench/train_bench.sh.
+  python3-torch
   # Raspberry Pi 4 (aarch64): cross compiler, emulator for its tests, the arm64 libraries,
   # and llvm-mca for static throughput estimates of the NEON kernels.
   g++-aarch64-linux-gnu qemu-user llvm

@@ -185,7 +185,7 @@ TEST(ForwardBlocks, AttentionBlockMatchesDoubleReference) {
       const KvLayerView kv{k_cache.data(), v_cache.data(), static_cast<std::size_t>(kv_dim) * 4, n_ctx, GgmlType::F32};
       std::vector<float> x = x0, xn(x.size()), q(static_cast<std::size_t>(N * q_dim)), k(static_cast<std::size_t>(N * kv_dim)),
                          v(k.size()), attn(q.size()), proj(x.size()), scratch(per_thread * threads);
-      const AttentionBuffers buffers{xn, q, k, v, attn, proj, scratch, per_thread};
+      const AttentionBuffers buffers{xn, q, k, v, attn, proj, scratch, per_thread, {}, {}};
       attention_block(env, 0, w, kv, 0, first, std::span(x).first(static_cast<std::size_t>(first * E)), buffers);
       attention_block(env, 0, w, kv, first, N - first, std::span(x).subspan(static_cast<std::size_t>(first * E)), buffers);
       double worst = 0;
@@ -195,7 +195,7 @@ TEST(ForwardBlocks, AttentionBlockMatchesDoubleReference) {
 
       // Past the cache, or scratch that cannot hold one query, is an Error.
       EXPECT_THROW(attention_block(env, 0, w, kv, n_ctx - 2, 3, x, buffers), Error);
-      const AttentionBuffers tight{xn, q, k, v, attn, proj, scratch, attend_scratch_floats(1, N, D) - 1};
+      const AttentionBuffers tight{xn, q, k, v, attn, proj, scratch, attend_scratch_floats(1, N, D) - 1, {}, {}};
       EXPECT_THROW(attention_block(env, 0, w, kv, first, N - first, std::span(x).subspan(static_cast<std::size_t>(first * E)), tight),
                    Error);
     }
