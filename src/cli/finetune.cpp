@@ -154,6 +154,7 @@ void run_finetune(FinetuneArgs& args) {
   settings["lora_r"] = args.rank;
   settings["lora_alpha"] = args.alpha;
   settings["targets"] = args.targets;
+  settings["lora_dropout"] = opts.lora_dropout;
   settings["model"] = args.model;
   opts.settings_json = settings.dump();
   log::info("finetune: LoRA r=", args.rank, " alpha=", args.alpha, " on ", args.targets, " (", adapter.parameter_count(),
@@ -200,6 +201,8 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("-o,--output", args->output, "Adapter to write: NAME.gguf (llama.cpp LoRA) or a folder (PEFT)")->required();
   cmd->add_option("--lora-r", args->rank, "LoRA rank")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lora-alpha", args->alpha, "LoRA alpha (the update is scaled by alpha / r)")->capture_default_str();
+  cmd->add_option("--lora-dropout", args->train.trainer.lora_dropout, "Dropout on the adapter's inputs")
+      ->capture_default_str()->check(CLI::Range(0.0f, 0.95f));
   cmd->add_option("--targets", args->targets, "Adapted weights, from q,k,v,o,gate,up,down")->capture_default_str();
   cmd->add_option("--teacher", args->teacher, "Distil from this model (run alongside, or to compute --teacher-logits)");
   cmd->add_option("--teacher-logits", args->teacher_logits, "Precomputed teacher top-k logits (computed first when missing and --teacher is given)");

@@ -59,7 +59,7 @@ void rms_norm_rows_backward(ThreadPool& pool, const float* x, const float* weigh
 }
 
 void linear_backward(const BackwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
-                     std::int64_t n_tokens, const float* dout, float* din, float* dw) {
+                     std::int64_t n_tokens, const float* dout, float* din, float* dw, std::int64_t token0) {
   ThreadPool& pool = env.forward.pool;
   if (din != nullptr) matmul_input_grad(w, dout, n_tokens, din, pool);
   if (dw != nullptr) matmul_weight_grad(dout, w.rows, in, w.cols, n_tokens, dw, pool);
@@ -68,15 +68,29 @@ void linear_backward(const BackwardEnv& env, WeightKind kind, std::int64_t layer
   const WeightId id{kind, layer};
   const LoraMatrix* m = lora->find(id);
   if (m == nullptr) return;
-  // out += s · B · (A · in): with u = A · in (recomputed) and g = s · Bᵀ · dout,
-  // din += Aᵀ g, dB += s · dout ⊗ u, dA += g ⊗ in.
+  // out += s · B · (A · d), d = drop(in): with u = A · d (recomputed) and g = s · Bᵀ · dout,
+  // din += drop(Aᵀ g) (the same mask and scale), dB += s · dout ⊗ u, dA += g ⊗ d.
   const float s = lora->scale();
   const std::int64_t r = m->rank;
+  const LoraDropout& dropout = env.forward.lora_dropout;
   std::vector<float> u(static_cast<std::size_t>(n_tokens * r));
   std::vector<float> g(static_cast<std::size_t>(n_tokens * r), 0.0f);
   matmul_input_grad(m->b_view(), dout, n_tokens, g.data(), pool);
   for (float& v : g) v *= s;
-  if (din != nullptr) matmul_input_grad(m->a_view(), g.data(), n_tokens, din, pool);
+  std::vector<float> dropped;
+  if (dropout.p > 0.0f) {
+    dropped.resize(static_cast<std::size_t>(n_tokens * m->cols));
+    if (din != nullptr) {
+      std::vector<float> through_a(dropped.size(), 0.0f);
+      matmul_input_grad(m->a_view(), g.data(), n_tokens, through_a.data(), pool);
+      apply_lora_dropout(dropout, id, token0, through_a.data(), n_tokens, m->cols, dropped.data());
+      for (std::size_t i = 0; i < dropped.size(); ++i) din[i] += dropped[i];
+    }
+    apply_lora_dropout(dropout, id, token0, in, n_tokens, m->cols, dropped.data());
+    in = dropped.data();
+  } else if (din != nullptr) {
+    matmul_input_grad(m->a_view(), g.data(), n_tokens, din, pool);
+  }
   LoraMatrix* dm = env.lora_grads != nullptr ? env.lora_grads->find(id) : nullptr;
   if (dm == nullptr) return;
   matmul(m->a_view(), in, n_tokens, u.data(), pool);
@@ -189,20 +203,20 @@ void mlp_block_backward(const BackwardEnv& env, std::int64_t layer, const LayerW
     const std::int64_t n = std::min(T - s0, step);
     const float* xn = b.xn.data() + s0 * E;
     // The step's forward again: gate, up, h = SwiGLU(gate, up).
-    linear(env.forward, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.gate.data());
-    linear(env.forward, WeightKind::FfnUp, layer, w.w_up, xn, n, b.up.data());
+    linear(env.forward, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.gate.data(), s0);
+    linear(env.forward, WeightKind::FfnUp, layer, w.w_up, xn, n, b.up.data(), s0);
     for_range(pool, n, [&](std::int64_t t0, std::int64_t t1) {
       swiglu(b.gate.data() + t0 * F, b.up.data() + t0 * F, (t1 - t0) * F, b.h.data() + t0 * F);
     });
     // down: out = w_down · h.
     std::fill_n(b.dh.data(), n * F, 0.0f);
-    linear_backward(env, WeightKind::FfnDown, layer, w.w_down, b.h.data(), n, dx.data() + s0 * E, b.dh.data(), grads.w_down);
+    linear_backward(env, WeightKind::FfnDown, layer, w.w_down, b.h.data(), n, dx.data() + s0 * E, b.dh.data(), grads.w_down, s0);
     for_range(pool, n, [&](std::int64_t t0, std::int64_t t1) {
       swiglu_backward(b.gate.data() + t0 * F, b.up.data() + t0 * F, b.dh.data() + t0 * F, (t1 - t0) * F,
                       b.dgate.data() + t0 * F, b.dup.data() + t0 * F);
     });
-    linear_backward(env, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.dgate.data(), b.dxn.data() + s0 * E, grads.w_gate);
-    linear_backward(env, WeightKind::FfnUp, layer, w.w_up, xn, n, b.dup.data(), b.dxn.data() + s0 * E, grads.w_up);
+    linear_backward(env, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.dgate.data(), b.dxn.data() + s0 * E, grads.w_gate, s0);
+    linear_backward(env, WeightKind::FfnUp, layer, w.w_up, xn, n, b.dup.data(), b.dxn.data() + s0 * E, grads.w_up, s0);
   }
   rms_norm_rows_backward(pool, x_in.data(), w.ffn_norm, b.rstd.data(), b.dxn.data(), E, T, dx.data(), grads.ffn_norm);
 }

@@ -33,8 +33,9 @@ struct BackwardEnv {
 // Given out = linear(in) (forward_blocks.h, incl. an adapter's update) and dout:
 // din += dout · w (+ the adapter's path) unless din is nullptr; dw += doutᵀ · in unless
 // dw is nullptr; the adapter's gradients dA, dB += when env has them for this weight.
+// token0 as for linear() (the dropout mask).
 void linear_backward(const BackwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
-                     std::int64_t n_tokens, const float* dout, float* din, float* dw);
+                     std::int64_t n_tokens, const float* dout, float* din, float* dw, std::int64_t token0 = 0);
 
 // Buffers of an attention block's backward (T tokens; sizes as AttentionBuffers).
 struct AttentionGradBuffers {

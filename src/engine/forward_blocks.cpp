@@ -61,7 +61,7 @@ void add_rows(ThreadPool& pool, float* x, const float* proj, std::int64_t E, std
 }  // namespace
 
 void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
-            std::int64_t n_tokens, float* out) {
+            std::int64_t n_tokens, float* out, std::int64_t token0) {
   if (env.observer != nullptr) env.observer->observe(WeightId{kind, layer}, in, n_tokens, w.cols);
   if (env.float_activations) {
     matmul_float_activations(w, in, n_tokens, out, env.pool);
@@ -77,6 +77,12 @@ void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const Ma
   }
   std::vector<float> low(static_cast<std::size_t>(n_tokens * m->rank));
   std::vector<float> update(static_cast<std::size_t>(n_tokens * m->rows));
+  std::vector<float> dropped;
+  if (env.lora_dropout.p > 0.0f) {
+    dropped.resize(static_cast<std::size_t>(n_tokens * m->cols));
+    apply_lora_dropout(env.lora_dropout, WeightId{kind, layer}, token0, in, n_tokens, m->cols, dropped.data());
+    in = dropped.data();
+  }
   matmul(m->a_view(), in, n_tokens, low.data(), env.pool);
   matmul(m->b_view(), low.data(), n_tokens, update.data(), env.pool);
   const float scale = env.lora->scale();
@@ -239,13 +245,13 @@ void mlp_block(const ForwardEnv& env, std::int64_t layer, const LayerWeights& w,
   for (std::int64_t s0 = 0; s0 < T; s0 += step) {
     const std::int64_t n = std::min(T - s0, step);
     const float* in = b.xn.data() + s0 * E;
-    linear(env, WeightKind::FfnGate, layer, w.w_gate, in, n, gate);
-    linear(env, WeightKind::FfnUp, layer, w.w_up, in, n, b.up.data());
+    linear(env, WeightKind::FfnGate, layer, w.w_gate, in, n, gate, s0);
+    linear(env, WeightKind::FfnUp, layer, w.w_up, in, n, b.up.data(), s0);
     // Element by element, so splitting by tokens changes nothing.
     for_tokens(env.pool, n, [&](std::int64_t t0, std::int64_t t1) {
       swiglu(gate + t0 * F, up + t0 * F, (t1 - t0) * F, gate + t0 * F);
     });
-    linear(env, WeightKind::FfnDown, layer, w.w_down, gate, n, b.proj.data() + s0 * E);
+    linear(env, WeightKind::FfnDown, layer, w.w_down, gate, n, b.proj.data() + s0 * E, s0);
   }
   add_rows(env.pool, x.data(), b.proj.data(), E, T);
 }
@@ -258,7 +264,7 @@ void output_head(const ForwardEnv& env, const float* norm, const MatrixView& out
   require(x, T * E, "output_head: x");
   require(xn, rows * E, "output_head: xn");
   rms_norm_rows(env.pool, x.data() + first * E, norm, E, static_cast<float>(env.params.rms_norm_eps), rows, xn.data());
-  linear(env, WeightKind::Output, -1, output, xn.data(), rows, logits);
+  linear(env, WeightKind::Output, -1, output, xn.data(), rows, logits, first);
 }
 
 }  // namespace piquant

@@ -58,6 +58,7 @@ struct ForwardEnv {
   // Training: products take the activations as float for every weight type
   // (kernels/matmul_float.h) instead of rounding them as llama.cpp's inference does.
   bool float_activations = false;
+  LoraDropout lora_dropout = {};  // training only: dropout on the adapter's inputs
 };
 
 // One layer's KV cache: n_ctx rows of K and n_ctx rows of V, each row n_head_kv · D
@@ -94,10 +95,11 @@ struct MlpBuffers {
 
 // out (n_tokens × w.rows) = in (n_tokens × w.cols) · wᵀ, after showing `in` to the
 // observer as weight {kind, layer} (layer -1 for the output matrix). With an adapter
-// that has this weight, out += scale · (in · Aᵀ) · Bᵀ afterwards (lora.h; this path
-// allocates n_tokens × rank floats).
+// that has this weight, out += scale · (drop(in) · Aᵀ) · Bᵀ afterwards (lora.h; drop is
+// the identity unless env.lora_dropout is on; this path allocates). token0: the position
+// of `in`'s first row in the sequence (for the dropout mask).
 void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
-            std::int64_t n_tokens, float* out);
+            std::int64_t n_tokens, float* out, std::int64_t token0 = 0);
 
 // x (T × E) = the embedding rows of the tokens (ids checked by the caller).
 void embed(const MatrixView& table, std::span<const std::int32_t> tokens, std::span<float> x);

@@ -3,8 +3,27 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/split_mix64.h"
 
 namespace piquant {
+
+bool lora_dropout_keeps(const LoraDropout& dropout, WeightId id, std::int64_t token, std::int64_t col) {
+  const std::uint64_t weight = static_cast<std::uint64_t>(id.layer + 1) << 8 | static_cast<std::uint64_t>(id.kind);
+  const std::uint64_t h = mix64(mix64(dropout.seed ^ mix64(weight)) + (static_cast<std::uint64_t>(token) << 32 | static_cast<std::uint64_t>(col)));
+  // Kept with probability 1 − p: the top 53 bits as a uniform double in [0, 1).
+  return static_cast<double>(h >> 11) * 0x1.0p-53 >= static_cast<double>(dropout.p);
+}
+
+void apply_lora_dropout(const LoraDropout& dropout, WeightId id, std::int64_t token0, const float* in, std::int64_t n_tokens,
+                        std::int64_t cols, float* out) {
+  if (!(dropout.p >= 0.0f && dropout.p < 1.0f)) throw Error("LoRA dropout " + std::to_string(dropout.p) + ": must be in [0, 1)");
+  const float keep_scale = 1.0f / (1.0f - dropout.p);
+  for (std::int64_t t = 0; t < n_tokens; ++t) {
+    for (std::int64_t c = 0; c < cols; ++c) {
+      out[t * cols + c] = lora_dropout_keeps(dropout, id, token0 + t, c) ? in[t * cols + c] * keep_scale : 0.0f;
+    }
+  }
+}
 
 LoraMatrix& LoraAdapter::add(WeightId id, std::int64_t rows, std::int64_t cols) {
   if (rank_ <= 0 || rows <= 0 || cols <= 0) {

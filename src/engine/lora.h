@@ -28,6 +28,21 @@ struct LoraMatrix {
   MatrixView b_view() const { return {GgmlType::F32, reinterpret_cast<const std::uint8_t*>(b.data()), rows, rank, 4u * static_cast<std::size_t>(rank)}; }
 };
 
+// Dropout on an adapter's input in training (PEFT's lora_dropout): out = W · in + scale ·
+// B · (A · drop(in)), drop(x) = x / (1 − p) where kept, 0 elsewhere. Whether element
+// (token, column) of weight `id`'s input is kept is a hash of (seed, id, token, column),
+// not a draw from a generator, so the forward, its recomputation during the backward and
+// the backward itself see the same mask however the tokens are split into calls; the
+// caller changes the seed for every sequence of every step.
+struct LoraDropout {
+  float p = 0.0f;  // 0: off
+  std::uint64_t seed = 0;
+};
+bool lora_dropout_keeps(const LoraDropout& dropout, WeightId id, std::int64_t token, std::int64_t col);
+// out (n_tokens × cols) = drop(in) for tokens token0 .. token0 + n_tokens − 1.
+void apply_lora_dropout(const LoraDropout& dropout, WeightId id, std::int64_t token0, const float* in, std::int64_t n_tokens,
+                        std::int64_t cols, float* out);
+
 class LoraAdapter {
  public:
   LoraAdapter(std::int64_t rank, float alpha, RopePairing layout) : rank_(rank), alpha_(alpha), layout_(layout) {}

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "train/model_checkpoint.h"
-#include "train/split_mix64.h"
+#include "core/split_mix64.h"
 
 namespace piquant {
 

@@ -6,11 +6,14 @@
 
 #include "core/error.h"
 #include "core/logger.h"
+#include "core/split_mix64.h"
 #include "train/train_state_file.h"
 
 namespace piquant {
 
 namespace {
+
+constexpr std::uint64_t kDropoutPurpose = 0x64726f70;  // "drop"
 
 // Inputs, targets and loss weights of one sequence, weights = mask · scale.
 struct SequenceTokens {
@@ -108,6 +111,7 @@ TrainerRun run_training(const LlamaModel& model, const LoraAdapter* lora, Traina
   const std::int64_t total_steps = planned_steps(options, static_cast<std::int64_t>(train.size()));
   const LrSchedule schedule{options.lr, options.warmup, total_steps, options.min_lr_ratio, options.cosine};
   TrainingPass pass(model, lora, pool, longest(train, held_out), options.loss_chunk);
+  pass.set_lora_dropout(options.lora_dropout);
 
   AdamW opt(options.adam);
   for (const TrainableTensor& t : trainable.tensors()) opt.add(t.name, t.value, t.grad, t.decay);
@@ -140,7 +144,8 @@ TrainerRun run_training(const LlamaModel& model, const LoraAdapter* lora, Traina
     trainable.zero_gradients();
     double loss = 0.0;
     const double scale = loss_tokens > 0 ? 1.0 / static_cast<double>(loss_tokens) : 0.0;
-    for (std::int64_t index : batch) {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const std::int64_t index = batch[i];
       const TrainingExample& e = train[static_cast<std::size_t>(index)];
       s.fill(e, scale);
       std::span<const TeacherTopK> rows;
@@ -148,7 +153,8 @@ TrainerRun run_training(const LlamaModel& model, const LoraAdapter* lora, Traina
         teacher(index, e, teacher_rows);
         rows = teacher_rows;
       }
-      loss += pass.forward_backward({e.inputs(), s.targets, s.weights, rows}, options.loss, trainable.gradients());
+      const std::uint64_t dropout_seed = stream_seed(options.seed, kDropoutPurpose, static_cast<std::uint64_t>(step * options.batch) + i);
+      loss += pass.forward_backward({e.inputs(), s.targets, s.weights, rows, dropout_seed}, options.loss, trainable.gradients());
     }
     StepReport report;
     report.step = step + 1;

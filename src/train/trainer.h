@@ -37,6 +37,7 @@ struct TrainerOptions {
   std::uint64_t seed = 1;
   bool shuffle = true;
   std::int64_t loss_chunk = 32;
+  float lora_dropout = 0.0f;          // dropout on the adapter's inputs (LoRA runs only)
   std::string settings_json = "{}";   // what a resume must find unchanged
 };
 

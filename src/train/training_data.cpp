@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "train/split_mix64.h"
+#include "core/split_mix64.h"
 
 namespace piquant {
 namespace {

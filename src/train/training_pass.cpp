@@ -111,6 +111,11 @@ TrainingPass::TrainingPass(const LlamaModel& model, const LoraAdapter* lora, Thr
 
 TrainingPass::~TrainingPass() = default;
 
+void TrainingPass::set_lora_dropout(float p) {
+  if (!(p >= 0.0f && p < 1.0f)) throw Error("LoRA dropout " + std::to_string(p) + ": must be in [0, 1)");
+  lora_dropout_ = p;
+}
+
 double TrainingPass::forward_backward(const TrainingTokens& tokens, const TokenLossWeights& loss, const TrainingGradients& grads) {
   return run(tokens, loss, &grads);
 }
@@ -141,7 +146,8 @@ double TrainingPass::run(const TrainingTokens& tokens, const TokenLossWeights& l
     throw Error("training pass: gradients for " + std::to_string(grads->layers.size()) + " of " + std::to_string(L) + " layers");
   }
   Buffers& b = *b_;
-  const ForwardEnv env{p, pool_, rope_, nullptr, lora_, /*float_activations=*/true};
+  ForwardEnv env{p, pool_, rope_, nullptr, lora_, /*float_activations=*/true};
+  if (grads != nullptr && lora_ != nullptr) env.lora_dropout = {lora_dropout_, tokens.dropout_seed};
   const KvLayerView kv{reinterpret_cast<std::uint8_t*>(b.kv_k.data()), reinterpret_cast<std::uint8_t*>(b.kv_v.data()),
                        4u * static_cast<std::size_t>(p.n_head_kv * p.head_dim), T, GgmlType::F32};
   const std::span<float> x(b.x.data(), static_cast<std::size_t>(T * E));
@@ -186,7 +192,7 @@ double TrainingPass::run(const TrainingTokens& tokens, const TokenLossWeights& l
     if (grads == nullptr) continue;
     std::fill_n(b.l_dxn.data(), n * E, 0.0f);
     linear_backward(benv, WeightKind::Output, -1, model_.output(), b.l_xn.data(), n, b.l_logits.data(), b.l_dxn.data(),
-                    grads->output);
+                    grads->output, c0);
     rms_norm_rows_rstd(pool_, xc, E, eps, n, rstd.data());
     rms_norm_rows_backward(pool_, xc, model_.output_norm(), rstd.data(), b.l_dxn.data(), E, n, dx.data() + c0 * E,
                            grads->output_norm);

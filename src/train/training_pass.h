@@ -43,6 +43,7 @@ struct TrainingTokens {
   std::span<const std::int32_t> targets;  // T; −1: no cross-entropy at this position
   std::span<const float> weights;         // T: each position's loss weight (0: no loss), e.g. 1 / tokens in the batch
   std::span<const TeacherTopK> teacher;   // T entries when distilling, else empty
+  std::uint64_t dropout_seed = 0;         // the adapter dropout's mask (a new one per sequence and step)
 };
 
 // Every buffer of a pass, in floats.
@@ -74,6 +75,8 @@ class TrainingPass {
   double forward_loss(const TrainingTokens& tokens, const TokenLossWeights& loss);
 
   const TrainingPlan& plan() const { return plan_; }
+  // Dropout on the adapter's inputs in forward_backward (forward_loss never drops).
+  void set_lora_dropout(float p);
 
  private:
   struct Buffers;
@@ -83,6 +86,7 @@ class TrainingPass {
   ThreadPool& pool_;
   RopeTable rope_;
   TrainingPlan plan_;
+  float lora_dropout_ = 0.0f;
   std::unique_ptr<Buffers> b_;
 };
 

@@ -41,7 +41,7 @@ class FinetuneCli : public ::testing::Test {
   }
   static std::string finetune_args(const std::string& out, const std::string& checkpoint, int steps) {
     return "finetune -m " + shell_quote(*model_) + " --data " + shell_quote(*data_) +
-           " --max-records 64 --max-seq 128 --batch 2 --lr 3e-3 --lora-r 4 --held-out 0 -t 2 --seed 3 --steps " +
+           " --max-records 64 --max-seq 128 --batch 2 --lr 3e-3 --lora-r 4 --lora-dropout 0.1 --held-out 0 -t 2 --seed 3 --steps " +
            std::to_string(steps) + " --checkpoint-every 2 --checkpoint " + shell_quote(checkpoint) + " -o " + shell_quote(out);
   }
   static testing::TempDir* dir_;
@@ -148,6 +148,58 @@ TEST_F(FinetuneCli, TrainWritesAModelThatLoadsAndLearns) {
   EXPECT_LT(summary["final_eval_loss"].get<double>(), summary["first_eval_loss"].get<double>() - 1.0);
   const auto model = LlamaModel::load(out.string());
   EXPECT_EQ(model->params().n_embd, 32);
+}
+
+}  // namespace
+}  // namespace piquant
+
+namespace piquant {
+namespace {
+
+// Distillation from a teacher run alongside, from its top-k computed into a file by the
+// same run, and from that file alone: the same teacher numbers, so the same adapter bit
+// for bit. (The teacher is the F16 conversion of the student's own model: close, but
+// not equal, so the gradients are not zero.)
+TEST_F(FinetuneCli, DistillationFromALiveTeacherOrItsPrecomputedLogitsGivesTheSameAdapter) {
+  const auto checkpoint = PIQUANT_SHARED_FILE("models/stories260K/stories260K.bin");
+  const auto tokenizer = PIQUANT_SHARED_FILE("models/stories260K/tok512.bin");
+  const std::string teacher = testing::convert_stories260k(*dir_, checkpoint, tokenizer, "f16").string();
+  const std::string logits = (dir_->path() / "teacher.topk").string();
+  const auto run = [&](const std::string& teacher_args, const std::string& out) {
+    const testing::CommandResult r = run_cli("finetune -m " + shell_quote(*model_) + " --data " + shell_quote(*data_) +
+                                             " --max-records 24 --max-seq 128 --steps 4 --batch 2 --lr 1e-2 --held-out 0 -t 2"
+                                             " --seed 5 --teacher-top-k 16 --temperature 2 " +
+                                             teacher_args + " -o " + shell_quote(out));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  };
+  const std::string live = (dir_->path() / "live.gguf").string(), computed = (dir_->path() / "computed.gguf").string(),
+                    from_file = (dir_->path() / "from_file.gguf").string();
+  run("--teacher " + shell_quote(teacher), live);
+  run("--teacher " + shell_quote(teacher) + " --teacher-logits " + shell_quote(logits), computed);
+  ASSERT_TRUE(std::filesystem::exists(logits));
+  run("--teacher-logits " + shell_quote(logits), from_file);
+  const auto params = LlamaModel::load(*model_)->params();
+  const std::vector<float> a = adapter_values(live, params), b = adapter_values(computed, params),
+                           c = adapter_values(from_file, params);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), c.size());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
+  // B started at zero: distillation moved it.
+  double b_norm = 0.0;
+  const LoraAdapter adapter = read_gguf_lora(live, params, RopePairing::Interleaved);
+  for (WeightId id : adapter.ids()) {
+    for (float v : adapter.find(id)->b) b_norm += static_cast<double>(v) * v;
+  }
+  EXPECT_GT(b_norm, 0.0);
+
+  // A file computed at another temperature is refused, naming it.
+  const testing::CommandResult r = run_cli("finetune -m " + shell_quote(*model_) + " --data " + shell_quote(*data_) +
+                                           " --max-records 24 --max-seq 128 --steps 1 --held-out 0 --seed 5 --temperature 1"
+                                           " --teacher-logits " + shell_quote(logits) + " -o " +
+                                           shell_quote((dir_->path() / "never.gguf").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find(logits), std::string::npos) << r.output;
 }
 
 }  // namespace

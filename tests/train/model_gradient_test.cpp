@@ -174,21 +174,27 @@ LoraAdapter zero_like(const LoraAdapter& lora) {
   return g;
 }
 
-void check_lora_gradients(const LlamaModel& model, std::int64_t T, double tolerance) {
+void check_lora_gradients(const LlamaModel& model, std::int64_t T, double tolerance, const LoraDropout& dropout = {}) {
   LoraAdapter lora = random_adapter(model, 4, 8.0f, 21);
   LoraAdapter grads = zero_like(lora);
-  const Batch batch = random_batch(T, 9);
+  Batch batch = random_batch(T, 9);
   ThreadPool pool(2);
-  TrainingPass pass(model, &lora, pool, T);
+  TrainingPass pass(model, &lora, pool, T, 2);  // loss chunks of 2: the output head's token offsets
+  pass.set_lora_dropout(dropout.p);
   TrainingGradients g;
   g.lora = &grads;
-  const double loss = pass.forward_backward(batch.view(), {}, g);
-  EXPECT_NEAR(loss, ReferenceLlama::of(model, &lora).loss(batch.inputs, batch.targets, batch.weights), 1e-4 * loss);
+  TrainingTokens tokens = batch.view();
+  tokens.dropout_seed = dropout.seed;
+  const double loss = pass.forward_backward(tokens, {}, g);
+  EXPECT_NEAR(loss, ReferenceLlama::of(model, &lora, dropout).loss(batch.inputs, batch.targets, batch.weights), 1e-4 * loss);
+  if (dropout.p > 0.0f) {  // the dropout does something: the loss is not the undropped one
+    EXPECT_GT(std::fabs(loss - ReferenceLlama::of(model, &lora).loss(batch.inputs, batch.targets, batch.weights)), 1e-3 * loss);
+  }
   std::mt19937 rng(8);
   for (WeightId id : lora.ids()) {
     LoraMatrix& m = *lora.find(id);
     const LoraMatrix& d = *grads.find(id);
-    const auto rebuild = [&] { return ReferenceLlama::of(model, &lora); };
+    const auto rebuild = [&] { return ReferenceLlama::of(model, &lora, dropout); };
     for (auto [values, grad, name] : {std::tuple{std::span<float>(m.a), d.a.data(), "A"}, std::tuple{std::span<float>(m.b), d.b.data(), "B"}}) {
       const Sampled s = compare(values, grad, sample(values.size(), 4, rng), batch, rebuild);
       EXPECT_GT(s.max_abs, 0.0) << gguf_tensor_name(id) << " " << name;
@@ -200,6 +206,13 @@ void check_lora_gradients(const LlamaModel& model, std::int64_t T, double tolera
 TEST(ModelGradient, LoraOnFloatBaseMatchesFiniteDifferences) {
   auto model = OwnedLlamaModel::random(tiny_params(32, 8, {40, 24}), stories_vocab(), RopePairing::HalfSplit, 12, 0.3f);
   check_lora_gradients(*model, 6, kTolerance);
+}
+
+// Dropout on the adapter's inputs: the reference applies the adapter apart, position by
+// position, with the same mask; the gradients must be those of the dropped function.
+TEST(ModelGradient, LoraWithDropoutMatchesFiniteDifferences) {
+  auto model = OwnedLlamaModel::random(tiny_params(32, 8, {40, 24}), stories_vocab(), RopePairing::Interleaved, 15, 0.3f);
+  check_lora_gradients(*model, 6, kTolerance, {0.3f, 77});
 }
 
 // A quantized base: the same model exported as Q8_0 / Q4_K and loaded from the file.

@@ -48,8 +48,13 @@ void rope(Vec& v, std::int64_t offset, std::int64_t D, std::int64_t pos, const L
 }
 }  // namespace
 
-ReferenceLlama ReferenceLlama::of(const LlamaModel& model, const LoraAdapter* lora) {
+ReferenceLlama ReferenceLlama::of(const LlamaModel& model, const LoraAdapter* lora, const LoraDropout& dropout) {
   ReferenceLlama r;
+  if (lora != nullptr && dropout.p > 0.0f) {
+    r.lora = *lora;
+    r.dropout = dropout;
+    lora = nullptr;  // not merged
+  }
   r.params = model.params();
   r.pairing = model.rope_pairing();
   for (float f : model.rope_factors()) r.rope_factors.push_back(f);
@@ -90,6 +95,23 @@ ReferenceLlama ReferenceLlama::of(const LlamaModel& model, const LoraAdapter* lo
   return r;
 }
 
+std::vector<double> ReferenceLlama::linear(WeightKind kind, std::int64_t layer, std::int64_t rows, std::int64_t cols,
+                                           const std::vector<double>& x, std::int64_t t) const {
+  Vec y = product(w.at({static_cast<int>(kind), layer}), rows, cols, x);
+  const LoraMatrix* m = lora ? lora->find({kind, layer}) : nullptr;
+  if (m == nullptr) return y;
+  Vec dropped(x.size());
+  for (std::int64_t c = 0; c < cols; ++c) {
+    dropped[static_cast<std::size_t>(c)] =
+        lora_dropout_keeps(dropout, {kind, layer}, t, c) ? x[static_cast<std::size_t>(c)] / (1.0 - static_cast<double>(dropout.p)) : 0.0;
+  }
+  Vec a(m->a.begin(), m->a.end()), b(m->b.begin(), m->b.end());
+  const Vec u = product(a, m->rank, cols, dropped);
+  const Vec update = product(b, rows, m->rank, u);
+  for (std::int64_t r = 0; r < rows; ++r) y[static_cast<std::size_t>(r)] += static_cast<double>(lora->scale()) * update[static_cast<std::size_t>(r)];
+  return y;
+}
+
 double ReferenceLlama::loss(const std::vector<std::int32_t>& inputs, const std::vector<std::int32_t>& targets,
                             const std::vector<float>& weights) const {
   const LlamaParams& p = params;
@@ -107,9 +129,9 @@ double ReferenceLlama::loss(const std::vector<std::int32_t>& inputs, const std::
     std::vector<Vec> q(x.size()), k(x.size()), v(x.size());
     for (std::int64_t t = 0; t < T; ++t) {
       const Vec n = rms_norm(x[static_cast<std::size_t>(t)], W(WeightKind::AttnNorm, l), p.rms_norm_eps);
-      q[static_cast<std::size_t>(t)] = product(W(WeightKind::AttnQ, l), H * D, E, n);
-      k[static_cast<std::size_t>(t)] = product(W(WeightKind::AttnK, l), KV * D, E, n);
-      v[static_cast<std::size_t>(t)] = product(W(WeightKind::AttnV, l), KV * D, E, n);
+      q[static_cast<std::size_t>(t)] = linear(WeightKind::AttnQ, l, H * D, E, n, t);
+      k[static_cast<std::size_t>(t)] = linear(WeightKind::AttnK, l, KV * D, E, n, t);
+      v[static_cast<std::size_t>(t)] = linear(WeightKind::AttnV, l, KV * D, E, n, t);
       for (std::int64_t h = 0; h < H; ++h) rope(q[static_cast<std::size_t>(t)], h * D, D, t, p, rope_factors, pairing);
       for (std::int64_t h = 0; h < KV; ++h) rope(k[static_cast<std::size_t>(t)], h * D, D, t, p, rope_factors, pairing);
     }
@@ -135,15 +157,15 @@ double ReferenceLlama::loss(const std::vector<std::int32_t>& inputs, const std::
           }
         }
       }
-      const Vec o = product(W(WeightKind::AttnOutput, l), E, H * D, att);
+      const Vec o = linear(WeightKind::AttnOutput, l, E, H * D, att, t);
       for (std::int64_t i = 0; i < E; ++i) x[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)] += o[static_cast<std::size_t>(i)];
     }
     for (std::int64_t t = 0; t < T; ++t) {
       const Vec n = rms_norm(x[static_cast<std::size_t>(t)], W(WeightKind::FfnNorm, l), p.rms_norm_eps);
-      Vec g = product(W(WeightKind::FfnGate, l), F, E, n);
-      const Vec u = product(W(WeightKind::FfnUp, l), F, E, n);
+      Vec g = linear(WeightKind::FfnGate, l, F, E, n, t);
+      const Vec u = linear(WeightKind::FfnUp, l, F, E, n, t);
       for (std::int64_t i = 0; i < F; ++i) g[static_cast<std::size_t>(i)] = g[static_cast<std::size_t>(i)] / (1.0 + std::exp(-g[static_cast<std::size_t>(i)])) * u[static_cast<std::size_t>(i)];
-      const Vec d = product(W(WeightKind::FfnDown, l), E, F, g);
+      const Vec d = linear(WeightKind::FfnDown, l, E, F, g, t);
       for (std::int64_t i = 0; i < E; ++i) x[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)] += d[static_cast<std::size_t>(i)];
     }
   }

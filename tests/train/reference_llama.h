@@ -5,6 +5,7 @@
 // model's weight values, read once).
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "engine/llama_model.h"
@@ -18,13 +19,24 @@ struct ReferenceLlama {
   std::vector<double> rope_factors;            // head_dim / 2, or empty
   std::map<std::pair<int, std::int64_t>, std::vector<double>> w;  // (kind, layer) → values, row-major
 
-  // The model's weights in double, with an adapter merged: W + scale · B · A.
-  static ReferenceLlama of(const LlamaModel& model, const LoraAdapter* lora = nullptr);
+  // With dropout on (dropout.p > 0) the adapter stays apart, applied per position to
+  // its dropped input: W · x + scale · B · (A · drop(x)) (lora.h's mask).
+  std::optional<LoraAdapter> lora;
+  LoraDropout dropout;
+
+  // The model's weights in double, with an adapter merged: W + scale · B · A (or kept
+  // apart, with dropout).
+  static ReferenceLlama of(const LlamaModel& model, const LoraAdapter* lora = nullptr, const LoraDropout& dropout = {});
   std::vector<double>& at(WeightId id) { return w.at({static_cast<int>(id.kind), id.layer}); }
 
   // Σ_t weights[t] · (log Σ exp(z_t) − z_t[targets[t]]) over the positions of one sequence.
   double loss(const std::vector<std::int32_t>& inputs, const std::vector<std::int32_t>& targets,
               const std::vector<float>& weights) const;
+
+ private:
+  // y = W x for weight {kind, layer} at position t (rows × cols), the adapter added when kept apart.
+  std::vector<double> linear(WeightKind kind, std::int64_t layer, std::int64_t rows, std::int64_t cols,
+                             const std::vector<double>& x, std::int64_t t) const;
 };
 
 }  // namespace piquant::testing

@@ -13,7 +13,7 @@
 #include "engine/llama_context.h"
 #include "support/model_fixtures.h"
 #include "support/test_support.h"
-#include "train/split_mix64.h"
+#include "core/split_mix64.h"
 
 namespace piquant {
 namespace {

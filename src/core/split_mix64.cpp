@@ -1,4 +1,4 @@
-#include "train/split_mix64.h"
+#include "core/split_mix64.h"
 
 #include <utility>
 
