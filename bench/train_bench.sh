@@ -16,7 +16,10 @@
 #   bash bench/train_bench.sh [WORK_DIR]          # default build/bench
 # Environment: PIQUANT (build/piquant), THREADS (2), SEQ (512), STEPS (3, after one
 # warm-up step), Q4KM (unset: part 3 skipped), PEAK_GFLOPS (unset: no share printed),
-# SKIP_TORCH=1 (part 1 without the anchor).
+# SKIP_TORCH=1 (part 1 without the anchor), PARTS ("1 2 3": which parts to run).
+# PyTorch's speed depends on the BLAS Debian's alternatives point it to: scripts/setup.sh
+# installs OpenBLAS (libopenblas0-pthread); with only the reference BLAS (libblas3)
+# PyTorch runs several times slower.
 set -euo pipefail
 
 WORK=${1:-build/bench}
@@ -41,7 +44,11 @@ print(tokens / (rows[-1]["elapsed_s"] - first["elapsed_s"]))
 PY
 }
 
+PARTS=${PARTS:-1 2 3}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+
 # 1. LoRA on Llama 3.2 1B vs PyTorch.
+if part 1; then
 L1B=$WORK/llama-3.2-1b
 if [ ! -f "$L1B/config.json" ]; then
   "$PIQUANT" synth --preset llama-3.2-1b --tokenizer "$SHARED/tokenizers/llama3/tokenizer.json" -o "$L1B"
@@ -57,8 +64,10 @@ if [ "${SKIP_TORCH:-0}" != 1 ]; then
   echo "PyTorch ($TORCH_JSON): $TORCH_LORA tokens/s"
   python3 -c "print('ratio piquant / PyTorch: %.2f' % ($PQ_LORA / $TORCH_LORA))"
 fi
+fi
 
 # 2. Full training of a ~10M-parameter model.
+if part 2; then
 cat > "$WORK/10m-config.json" <<'JSON'
 {"architectures": ["LlamaForCausalLM"], "hidden_size": 384, "intermediate_size": 1024, "num_hidden_layers": 6,
  "num_attention_heads": 6, "num_key_value_heads": 6, "vocab_size": 512, "max_position_embeddings": 1024,
@@ -82,9 +91,10 @@ print(f"piquant full training, {N/1e6:.1f}M matrix parameters, seq {T}: {tps:.0f
 if peak > 0:
     print(f"  = {100*useful/peak:.0f}% ({100*with_recompute/peak:.0f}%) of the {peak:.0f} GFLOP/s F32 peak")
 PY
+fi
 
 # 3. Peak RSS of LoRA over a Q4_K_M base.
-if [ -n "${Q4KM:-}" ]; then
+if part 3 && [ -n "${Q4KM:-}" ]; then
   "$PIQUANT" finetune -m "$Q4KM" --data "$TEXT" --format text --max-seq "$SEQ" --steps 1 --batch 1 --lora-r 8 \
     --held-out 0 -t "$THREADS" --json -o "$WORK/lora-q4km.gguf" > "$WORK/q4km.json"
   python3 - "$WORK/q4km.json" "$Q4KM" <<'PY'

@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm python3 python3-numpy
   # The training tests' independent reference (tests/train/python) and the PyTorch anchor of bench/train_bench.sh.
-  python3-torch
+  python3-torch libopenblas0-pthread
   # Raspberry Pi 4 (aarch64): cross compiler, emulator for its tests, the arm64 libraries,
   # and llvm-mca for static throughput estimates of the NEON kernels.
   g++-aarch64-linux-gnu qemu-user llvm

@@ -174,22 +174,9 @@ void run_finetune(FinetuneArgs& args) {
   } else {
     write_peft_lora(adapter, p, args.output, file_options);
   }
-  nlohmann::json out = {{"model", args.model}, {"output", args.output}, {"format", gguf ? "gguf" : "peft"},
-                        {"steps", run.steps_done}, {"resumed_from", run.resumed_from}, {"final_loss", run.final_loss},
-                        {"memory", memory}, {"peak_rss_bytes", read_process_memory().peak}};
-  if (run.first_eval_loss) out["first_eval_loss"] = *run.first_eval_loss;
-  if (run.final_eval_loss) out["final_eval_loss"] = *run.final_eval_loss;
-  if (ta.json) {
-    std::cout << out.dump(2) << "\n";
-    return;
-  }
-  std::printf("wrote %s (%s adapter, %lld parameters) after %lld steps", args.output.c_str(), gguf ? "GGUF" : "PEFT",
-              static_cast<long long>(adapter.parameter_count()), static_cast<long long>(run.steps_done));
-  if (run.first_eval_loss && run.final_eval_loss) {
-    std::printf("; held-out loss %.4f -> %.4f (perplexity %.3f -> %.3f)", *run.first_eval_loss, *run.final_eval_loss,
-                std::exp(*run.first_eval_loss), std::exp(*run.final_eval_loss));
-  }
-  std::printf("\n");
+  report_training(ta, run, {{"model", args.model}, {"output", args.output}, {"format", gguf ? "gguf" : "peft"}, {"memory", memory}},
+                  "wrote " + args.output + " (" + (gguf ? "GGUF" : "PEFT") + " adapter, " + std::to_string(adapter.parameter_count()) +
+                      " parameters)");
 }
 
 }  // namespace

@@ -96,21 +96,8 @@ void run_train(TrainCmdArgs& args) {
   export_options.n_threads = threads;
   export_gguf(*checkpoint_of(*model, args.name), args.output, export_options);
 
-  nlohmann::json out = {{"output", args.output}, {"parameters", trainable->parameter_count()}, {"steps", run.steps_done},
-                        {"resumed_from", run.resumed_from}, {"final_loss", run.final_loss}, {"memory", memory}, {"peak_rss_bytes", read_process_memory().peak}};
-  if (run.first_eval_loss) out["first_eval_loss"] = *run.first_eval_loss;
-  if (run.final_eval_loss) out["final_eval_loss"] = *run.final_eval_loss;
-  if (ta.json) {
-    std::cout << out.dump(2) << "\n";
-    return;
-  }
-  std::printf("wrote %s (%lld parameters) after %lld steps", args.output.c_str(),
-              static_cast<long long>(trainable->parameter_count()), static_cast<long long>(run.steps_done));
-  if (run.first_eval_loss && run.final_eval_loss) {
-    std::printf("; held-out loss %.4f -> %.4f (perplexity %.3f -> %.3f)", *run.first_eval_loss, *run.final_eval_loss,
-                std::exp(*run.first_eval_loss), std::exp(*run.final_eval_loss));
-  }
-  std::printf("\n");
+  report_training(ta, run, {{"output", args.output}, {"parameters", trainable->parameter_count()}, {"memory", memory}},
+                  "wrote " + args.output + " (" + std::to_string(trainable->parameter_count()) + " parameters)");
 }
 
 }  // namespace

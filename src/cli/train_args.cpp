@@ -147,6 +147,25 @@ void check_training_memory(const std::string& what, std::uint64_t bytes, bool no
               "--no-memory-check");
 }
 
+void report_training(const TrainArgs& args, const TrainerRun& run, nlohmann::json summary, const std::string& wrote) {
+  summary["steps"] = run.steps_done;
+  summary["resumed_from"] = run.resumed_from;
+  summary["final_loss"] = run.final_loss;
+  summary["peak_rss_bytes"] = read_process_memory().peak;
+  if (run.first_eval_loss) summary["first_eval_loss"] = *run.first_eval_loss;
+  if (run.final_eval_loss) summary["final_eval_loss"] = *run.final_eval_loss;
+  if (args.json) {
+    std::printf("%s\n", summary.dump(2).c_str());
+    return;
+  }
+  std::printf("%s after %lld steps", wrote.c_str(), static_cast<long long>(run.steps_done));
+  if (run.first_eval_loss && run.final_eval_loss) {
+    std::printf("; held-out loss %.4f -> %.4f (perplexity %.3f -> %.3f)", *run.first_eval_loss, *run.final_eval_loss,
+                std::exp(*run.first_eval_loss), std::exp(*run.final_eval_loss));
+  }
+  std::printf("\n");
+}
+
 unsigned resolve_threads(unsigned threads) {
   if (threads > 0) return threads;
   return std::max(1u, std::thread::hardware_concurrency());

@@ -56,4 +56,8 @@ void check_training_memory(const std::string& what, std::uint64_t bytes, bool no
 
 unsigned resolve_threads(unsigned threads);
 
+// The end of a run: `summary` plus the run's numbers and the peak RSS as JSON (--json),
+// else `wrote` ("wrote X (...) after N steps") and the held-out loss before and after.
+void report_training(const TrainArgs& args, const TrainerRun& run, nlohmann::json summary, const std::string& wrote);
+
 }  // namespace piquant::cli

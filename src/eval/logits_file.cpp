@@ -26,13 +26,6 @@ constexpr std::int64_t kMaxDimension = std::int64_t{1} << 31;
 // Log-probabilities are <= 0; rounding may leave a hair above.
 constexpr double kLogProbSlack = 1e-4;
 
-constexpr std::uint64_t kFnvOffset = 0xcbf29ce484222325ull;
-constexpr std::uint64_t kFnvPrime = 0x100000001b3ull;
-
-std::uint64_t fnv1a(std::uint64_t hash, const std::uint8_t* data, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) hash = (hash ^ data[i]) * kFnvPrime;
-  return hash;
-}
 
 template <class T>
 T load(const std::uint8_t* p) {
@@ -89,8 +82,7 @@ void encode_logits_row(std::span<const double> log_probs, std::int32_t target, s
 BaseLogitsWriter::BaseLogitsWriter(std::string path, std::int64_t n_vocab, const EvalChunks& chunks)
     : out_(std::move(path)),
       row_bytes_(logits_row_bytes(n_vocab)),
-      rows_expected_(chunks.n_scored()),
-      hash_(kFnvOffset) {
+      rows_expected_(chunks.n_scored()) {
   if (n_vocab <= 0 || n_vocab >= kMaxDimension) throw Error(out_.path() + ": vocabulary size " + std::to_string(n_vocab) + " cannot be saved");
   std::uint8_t header[kHeaderBytes] = {};
   std::memcpy(header, kMagic, sizeof kMagic);
@@ -101,23 +93,18 @@ BaseLogitsWriter::BaseLogitsWriter(std::string path, std::int64_t n_vocab, const
   store(header + 32, static_cast<std::uint64_t>(chunks.n_chunks()));
   store(header + 40, static_cast<std::uint64_t>(chunks.scored_per_chunk()));
   store(header + 48, static_cast<std::int64_t>(chunks.bos_id()));
-  write_hashed(header, sizeof header);
+  out_.write(header, sizeof header);
   const auto tokens = chunks.tokens();
-  write_hashed(tokens.data(), tokens.size_bytes());
+  out_.write(tokens.data(), tokens.size_bytes());
   const std::uint8_t zeros[8] = {};
-  write_hashed(zeros, align8(out_.position()) - out_.position());
-}
-
-void BaseLogitsWriter::write_hashed(const void* data, std::size_t n) {
-  hash_ = fnv1a(hash_, static_cast<const std::uint8_t*>(data), n);
-  out_.write(data, n);
+  out_.write(zeros, align8(out_.position()) - out_.position());
 }
 
 void BaseLogitsWriter::write_rows(std::span<const std::uint8_t> encoded) {
   if (encoded.size() % row_bytes_ != 0) throw Error(out_.path() + ": write_rows: not a whole number of rows");
   const auto n = static_cast<std::int64_t>(encoded.size() / row_bytes_);
   if (rows_written_ + n > rows_expected_) throw Error(out_.path() + ": more rows than the chunks have");
-  write_hashed(encoded.data(), encoded.size());
+  out_.write(encoded.data(), encoded.size());
   rows_written_ += n;
 }
 
@@ -126,8 +113,6 @@ void BaseLogitsWriter::commit() {
     throw Error(out_.path() + ": " + std::to_string(rows_written_) + " of " + std::to_string(rows_expected_) +
                 " rows written; not saving an incomplete file");
   }
-  const std::uint64_t checksum = hash_;
-  out_.write(&checksum, sizeof checksum);
   out_.commit();
 }
 
@@ -174,8 +159,7 @@ BaseLogitsFile::BaseLogitsFile(std::string path) : file_(std::move(path)) {
     fail("size", "the header describes " + std::to_string(static_cast<std::uint64_t>(std::min<unsigned __int128>(expected, ~0ull))) +
                      " bytes but the file has " + std::to_string(file_.size()) + " (truncated or not written completely)");
   }
-  const std::uint64_t stored = load<std::uint64_t>(file_.data() + file_.size() - 8);
-  if (fnv1a(kFnvOffset, file_.data(), file_.size() - 8) != stored) fail("checksum", "does not match the content (the file is corrupt)");
+  if (!checksum_trailer_matches(file_.data(), file_.size())) fail("checksum", "does not match the content (the file is corrupt)");
 
   tokens_.resize(n_tokens);
   std::memcpy(tokens_.data(), file_.data() + kHeaderBytes, n_tokens * 4);

@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_file.h"
+#include "core/checksummed_writer.h"
 #include "core/mapped_file.h"
 #include "eval/eval_chunks.h"
 
@@ -59,13 +59,11 @@ class BaseLogitsWriter {
   void commit();
 
  private:
-  void write_hashed(const void* data, std::size_t n);
 
-  AtomicFileWriter out_;
+  ChecksummedWriter out_;
   std::size_t row_bytes_;
   std::int64_t rows_expected_;
   std::int64_t rows_written_ = 0;
-  std::uint64_t hash_;
 };
 
 class BaseLogitsFile {

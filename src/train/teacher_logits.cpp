@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "engine/llama_context.h"
-#include "train/fnv1a.h"
+#include "core/fnv1a.h"
 
 namespace piquant {
 namespace {
@@ -103,7 +103,7 @@ double teacher_top_k(std::span<const float> logits, int k, double tau, std::span
 
 TeacherLogitsWriter::TeacherLogitsWriter(std::string path, std::int64_t n_vocab, int k, double tau,
                                          std::span<const TrainingExample> sequences)
-    : out_(std::move(path)), k_(k), positions_expected_(0), hash_(kFnv1aOffset) {
+    : out_(std::move(path)), k_(k), positions_expected_(0) {
   check_parameters(out_.path(), n_vocab, k, tau);
   std::vector<std::uint64_t> offsets{0};
   offsets.reserve(sequences.size() + 1);
@@ -120,13 +120,8 @@ TeacherLogitsWriter::TeacherLogitsWriter(std::string path, std::int64_t n_vocab,
   store(header + 32, static_cast<std::uint64_t>(sequences.size()));
   store(header + 40, static_cast<std::uint64_t>(positions_expected_));
   store(header + 48, teacher_fingerprint(sequences));
-  write_hashed(header, sizeof header);
-  write_hashed(offsets.data(), offsets.size() * sizeof(std::uint64_t));
-}
-
-void TeacherLogitsWriter::write_hashed(const void* data, std::size_t n) {
-  hash_ = fnv1a64(hash_, data, n);
-  out_.write(data, n);
+  out_.write(header, sizeof header);
+  out_.write(offsets.data(), offsets.size() * sizeof(std::uint64_t));
 }
 
 void TeacherLogitsWriter::write_position(double lse_tau, std::span<const std::int32_t> ids, std::span<const float> logits) {
@@ -135,9 +130,9 @@ void TeacherLogitsWriter::write_position(double lse_tau, std::span<const std::in
                 std::to_string(logits.size()));
   }
   if (positions_written_ == positions_expected_) throw Error(out_.path() + ": more records than the sequences have positions");
-  write_hashed(&lse_tau, sizeof lse_tau);
-  write_hashed(ids.data(), ids.size_bytes());
-  write_hashed(logits.data(), logits.size_bytes());
+  out_.write(&lse_tau, sizeof lse_tau);
+  out_.write(ids.data(), ids.size_bytes());
+  out_.write(logits.data(), logits.size_bytes());
   ++positions_written_;
 }
 
@@ -146,8 +141,6 @@ void TeacherLogitsWriter::commit() {
     throw Error(out_.path() + ": " + std::to_string(positions_written_) + " of " + std::to_string(positions_expected_) +
                 " positions written; not saving an incomplete file");
   }
-  const std::uint64_t checksum = hash_;
-  out_.write(&checksum, sizeof checksum);
   out_.commit();
 }
 
@@ -186,8 +179,7 @@ TeacherLogitsFile::TeacherLogitsFile(std::string path) : file_(std::move(path)) 
                      " bytes but the file has " + std::to_string(file_.size()) + " (truncated or not written completely)");
   }
   records_offset_ = static_cast<std::uint64_t>(records_offset);
-  const std::uint64_t stored = load<std::uint64_t>(file_.data() + file_.size() - 8);
-  if (fnv1a64(kFnv1aOffset, file_.data(), file_.size() - 8) != stored) fail("checksum", "does not match the content (the file is corrupt)");
+  if (!checksum_trailer_matches(file_.data(), file_.size())) fail("checksum", "does not match the content (the file is corrupt)");
 
   offsets_.resize(n_sequences + 1);
   for (std::uint64_t s = 0; s <= n_sequences; ++s) {

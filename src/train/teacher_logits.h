@@ -26,7 +26,7 @@
 //                f64 lse_tau
 //                i32 ids[k]        token ids, distinct, in [0, n_vocab)
 //                f32 logits[k]     the teacher's raw logits (not divided by tau), non-increasing
-//              u64 checksum        FNV-1a 64 (train/fnv1a.h) of every byte before it
+//              u64 checksum        FNV-1a 64 (core/fnv1a.h) of every byte before it
 // Every record starts at a multiple of 8. In numpy:
 //   rec = np.dtype([("lse", "<f8"), ("ids", "<i4", (k,)), ("logits", "<f4", (k,))])
 //   records = np.frombuffer(data, rec, count=n_positions, offset=64 + 8 * (n_sequences + 1))
@@ -39,7 +39,7 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_file.h"
+#include "core/checksummed_writer.h"
 #include "core/mapped_file.h"
 #include "engine/llama_model.h"
 #include "train/training_data.h"
@@ -68,13 +68,11 @@ class TeacherLogitsWriter {
   void commit();
 
  private:
-  void write_hashed(const void* data, std::size_t n);
 
-  AtomicFileWriter out_;
+  ChecksummedWriter out_;
   int k_;
   std::int64_t positions_expected_;
   std::int64_t positions_written_ = 0;
-  std::uint64_t hash_;
 };
 
 class TeacherLogitsFile {

@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "formats/safetensors.h"
-#include "train/fnv1a.h"
+#include "core/fnv1a.h"
 
 namespace piquant {
 namespace {

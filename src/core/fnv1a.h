@@ -1,5 +1,5 @@
 #pragma once
-// FNV-1a 64, byte by byte: the checksum and fingerprint of the train layer's files.
+// FNV-1a 64, byte by byte: the checksum and fingerprint of piquant's own binary files.
 // h = 0xcbf29ce484222325; for each byte b: h = (h ^ b) * 0x100000001b3 (mod 2^64).
 #include <cstddef>
 #include <cstdint>
