@@ -97,7 +97,8 @@ void run_finetune(FinetuneArgs& args) {
   for (const auto* v : {&split.train, &split.held_out}) {
     for (const TrainingExample& e : *v) longest = std::max(longest, e.n_positions());
   }
-  const TrainingPlan plan = plan_training(p, longest, opts.loss_chunk, threads);
+  const TrainingPlan recomputing = plan_training(p, longest, opts.loss_chunk, threads, false);
+  const TrainingPlan keeping = plan_training(p, longest, opts.loss_chunk, threads, true);
   const std::uint64_t adapter_bytes = 4u * 4u * static_cast<std::uint64_t>(adapter.parameter_count());  // values, grads, m, v
   std::unique_ptr<LlamaModel> teacher;
   std::uint64_t teacher_bytes = 0;
@@ -114,10 +115,14 @@ void run_finetune(FinetuneArgs& args) {
     teacher_bytes = teacher->weight_bytes() + LlamaContext::kv_cache_bytes(teacher->params(), co) +
                     LlamaContext::scratch_bytes(teacher->params(), co) + 4u * static_cast<std::uint64_t>(longest * p.n_vocab);
   }
-  const std::uint64_t total = model->weight_bytes() + adapter_bytes + plan.bytes() + teacher_bytes;
+  const std::uint64_t others = model->weight_bytes() + adapter_bytes + teacher_bytes;
+  opts.keep_activations = choose_keep_activations(ta, others + recomputing.bytes(), others + keeping.bytes());
+  const TrainingPlan& plan = opts.keep_activations ? keeping : recomputing;
+  const std::uint64_t total = others + plan.bytes();
   const nlohmann::json memory = {{"base_weights", model->weight_bytes()}, {"adapter_and_optimizer", adapter_bytes},
                                  {"activations", plan.bytes()},           {"teacher", teacher_bytes},
                                  {"total", total},                        {"max_seq", longest},
+                                 {"activations_kept", opts.keep_activations},
                                  {"threads", threads}};
   log::info("memory plan: base ", format_memory_size(model->weight_bytes()), " + adapter and AdamW ",
             format_memory_size(adapter_bytes), " + activations ", format_memory_size(plan.bytes()),

@@ -65,13 +65,16 @@ void run_train(TrainCmdArgs& args) {
   for (const auto* v : {&split.train, &split.held_out}) {
     for (const TrainingExample& e : *v) longest = std::max(longest, e.n_positions());
   }
-  const TrainingPlan plan = plan_training(params, longest, opts.loss_chunk, threads);
   const std::uint64_t weights = 4u * 4u * static_cast<std::uint64_t>(trainable->parameter_count());
+  const TrainingPlan recomputing = plan_training(params, longest, opts.loss_chunk, threads, false);
+  const TrainingPlan keeping = plan_training(params, longest, opts.loss_chunk, threads, true);
+  opts.keep_activations = choose_keep_activations(ta, weights + recomputing.bytes(), weights + keeping.bytes());
+  const TrainingPlan& plan = opts.keep_activations ? keeping : recomputing;
   const std::uint64_t total = weights + plan.bytes();
   log::info("memory plan: weights, gradients and AdamW ", format_memory_size(weights), " + activations ",
             format_memory_size(plan.bytes()), " = ", format_memory_size(total));
   const nlohmann::json memory = {{"weights_and_optimizer", weights}, {"activations", plan.bytes()}, {"total", total},
-                                 {"max_seq", longest}, {"threads", threads}};
+                                 {"max_seq", longest}, {"threads", threads}, {"activations_kept", opts.keep_activations}};
   if (ta.dry_run) {
     if (ta.json) std::cout << nlohmann::json{{"memory", memory}, {"parameters", trainable->parameter_count()}}.dump(2) << "\n";
     return;

@@ -43,6 +43,11 @@ void add_train_options(CLI::App& cmd, TrainArgs& a) {
   cmd.add_flag("--dry-run", a.dry_run, "Print the memory plan and stop");
   cmd.add_flag("--json", a.json, "Print the summary as JSON");
   cmd.add_flag("--no-memory-check", a.no_memory_check, "Run even when the plan exceeds the available memory");
+  cmd.add_option("--activations", a.activations,
+                 "keep (every layer's activations: faster, more memory), recompute (in the backward), or auto "
+                 "(keep when it fits in the available memory); the same results either way")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "keep", "recompute"}));
 }
 
 DataSplit load_training_data(const TrainArgs& a, const Tokenizer& tokenizer) {
@@ -164,6 +169,17 @@ void report_training(const TrainArgs& args, const TrainerRun& run, nlohmann::jso
                 std::exp(*run.first_eval_loss), std::exp(*run.final_eval_loss));
   }
   std::printf("\n");
+}
+
+bool choose_keep_activations(const TrainArgs& args, std::uint64_t bytes_recomputing, std::uint64_t bytes_keeping) {
+  if (args.activations == "keep") return true;
+  if (args.activations == "recompute") return false;
+  const std::optional<MemoryInfo> have = read_memory_info();
+  // Keep a tenth of the available memory free for everything the plan does not count.
+  const bool keep = have && bytes_keeping <= have->available_bytes / 10 * 9;
+  log::info("activations: ", keep ? "kept" : "recomputed in the backward", " (", format_memory_size(bytes_keeping), " keeping them, ",
+            format_memory_size(bytes_recomputing), " recomputing", have ? ", " + format_memory_size(have->available_bytes) + " available" : std::string(), ")");
+  return keep;
 }
 
 unsigned resolve_threads(unsigned threads) {

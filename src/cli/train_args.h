@@ -25,6 +25,7 @@ struct TrainArgs {
   bool dry_run = false;
   bool json = false;
   bool no_memory_check = false;
+  std::string activations = "auto";  // keep, recompute, or auto
 };
 
 void add_train_options(CLI::App& cmd, TrainArgs& args);
@@ -55,6 +56,11 @@ class TrainProgress {
 void check_training_memory(const std::string& what, std::uint64_t bytes, bool no_check);
 
 unsigned resolve_threads(unsigned threads);
+
+// --activations: keep every layer's activations (a third fewer products, more memory) or
+// recompute them in the backward; auto keeps them when the run still fits in the
+// available memory with them. The results are the same bits either way.
+bool choose_keep_activations(const TrainArgs& args, std::uint64_t bytes_recomputing, std::uint64_t bytes_keeping);
 
 // The end of a run: `summary` plus the run's numbers and the peak RSS as JSON (--json),
 // else `wrote` ("wrote X (...) after N steps") and the held-out loss before and after.

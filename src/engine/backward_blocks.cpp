@@ -191,6 +191,11 @@ void mlp_block_backward(const BackwardEnv& env, std::int64_t layer, const LayerW
     require(buffer, step * F, (std::string("mlp_block_backward: ") + name).c_str());
   }
   require(b.dxn, T * E, "mlp_block_backward: dxn");
+  const bool kept = !b.kept_gate.empty() || !b.kept_up.empty();
+  if (kept) {
+    require(b.kept_gate, T * F, "mlp_block_backward: kept gate");
+    require(b.kept_up, T * F, "mlp_block_backward: kept up");
+  }
 
   // Recompute the norm (rows as in mlp_block) and keep its rstd.
   const float eps = static_cast<float>(p.rms_norm_eps);
@@ -202,17 +207,24 @@ void mlp_block_backward(const BackwardEnv& env, std::int64_t layer, const LayerW
   for (std::int64_t s0 = 0; s0 < T; s0 += step) {
     const std::int64_t n = std::min(T - s0, step);
     const float* xn = b.xn.data() + s0 * E;
-    // The step's forward again: gate, up, h = SwiGLU(gate, up).
-    linear(env.forward, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.gate.data(), s0);
-    linear(env.forward, WeightKind::FfnUp, layer, w.w_up, xn, n, b.up.data(), s0);
+    // The step's gate and up products (kept, or the forward again), h = SwiGLU(gate, up).
+    const float* gate = b.gate.data();
+    const float* up = b.up.data();
+    if (kept) {
+      gate = b.kept_gate.data() + s0 * F;
+      up = b.kept_up.data() + s0 * F;
+    } else {
+      linear(env.forward, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.gate.data(), s0);
+      linear(env.forward, WeightKind::FfnUp, layer, w.w_up, xn, n, b.up.data(), s0);
+    }
     for_range(pool, n, [&](std::int64_t t0, std::int64_t t1) {
-      swiglu(b.gate.data() + t0 * F, b.up.data() + t0 * F, (t1 - t0) * F, b.h.data() + t0 * F);
+      swiglu(gate + t0 * F, up + t0 * F, (t1 - t0) * F, b.h.data() + t0 * F);
     });
     // down: out = w_down · h.
     std::fill_n(b.dh.data(), n * F, 0.0f);
     linear_backward(env, WeightKind::FfnDown, layer, w.w_down, b.h.data(), n, dx.data() + s0 * E, b.dh.data(), grads.w_down, s0);
     for_range(pool, n, [&](std::int64_t t0, std::int64_t t1) {
-      swiglu_backward(b.gate.data() + t0 * F, b.up.data() + t0 * F, b.dh.data() + t0 * F, (t1 - t0) * F,
+      swiglu_backward(gate + t0 * F, up + t0 * F, b.dh.data() + t0 * F, (t1 - t0) * F,
                       b.dgate.data() + t0 * F, b.dup.data() + t0 * F);
     });
     linear_backward(env, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.dgate.data(), b.dxn.data() + s0 * E, grads.w_gate, s0);

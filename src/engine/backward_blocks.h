@@ -53,14 +53,16 @@ void attention_block_backward(const BackwardEnv& env, std::int64_t layer, const 
                               std::int64_t T, std::span<const float> x_in, const AttentionBuffers& kept,
                               std::span<float> dx, const AttentionGradBuffers& buffers, const LayerGrads& grads);
 
-// Buffers of an MLP block's backward: the forward's products are recomputed here in
-// steps of mlp_step_tokens(T) tokens (activation checkpointing: nothing T × F is kept).
+// Buffers of an MLP block's backward. The forward's gate and up products are recomputed
+// here in steps of mlp_step_tokens(T) tokens (activation checkpointing: nothing T × F is
+// kept), unless the forward kept them (MlpBuffers::kept_gate / kept_up, given here).
 struct MlpGradBuffers {
   std::span<float> xn;                  // T × E
   std::span<float> rstd;                // T
   std::span<float> gate, up, h;         // step × F each: the step's products and SwiGLU output
   std::span<float> dh, dgate, dup;      // step × F each
   std::span<float> dxn;                 // T × E
+  std::span<const float> kept_gate = {}, kept_up = {};  // T × F each, or empty: recompute
 };
 
 // Backward of mlp_block: x_in is the block's input; dx as for attention_block_backward.

@@ -238,6 +238,11 @@ void mlp_block(const ForwardEnv& env, std::int64_t layer, const LayerWeights& w,
   require(b.gate, step * F, "mlp_block: gate");
   require(b.up, step * F, "mlp_block: up");
   require(b.proj, T * E, "mlp_block: proj");
+  const bool keep = !b.kept_gate.empty() || !b.kept_up.empty();
+  if (keep) {
+    require(b.kept_gate, T * F, "mlp_block: kept gate");
+    require(b.kept_up, T * F, "mlp_block: kept up");
+  }
   float* gate = b.gate.data();
   const float* up = b.up.data();
 
@@ -247,6 +252,10 @@ void mlp_block(const ForwardEnv& env, std::int64_t layer, const LayerWeights& w,
     const float* in = b.xn.data() + s0 * E;
     linear(env, WeightKind::FfnGate, layer, w.w_gate, in, n, gate, s0);
     linear(env, WeightKind::FfnUp, layer, w.w_up, in, n, b.up.data(), s0);
+    if (keep) {
+      std::copy_n(gate, n * F, b.kept_gate.data() + s0 * F);
+      std::copy_n(up, n * F, b.kept_up.data() + s0 * F);
+    }
     // Element by element, so splitting by tokens changes nothing.
     for_tokens(env.pool, n, [&](std::int64_t t0, std::int64_t t1) {
       swiglu(gate + t0 * F, up + t0 * F, (t1 - t0) * F, gate + t0 * F);

@@ -91,6 +91,9 @@ struct MlpBuffers {
   std::span<float> xn;        // T × E: the normalised input of w_gate, w_up
   std::span<float> gate, up;  // mlp_step_tokens(T) × F each; gate ends as SwiGLU's output, w_down's input
   std::span<float> proj;      // T × E: w_down's output
+  // Kept for the backward when not empty (training without recomputation): every
+  // token's gate and up products before SwiGLU, T × F each.
+  std::span<float> kept_gate = {}, kept_up = {};
 };
 
 // out (n_tokens × w.rows) = in (n_tokens × w.cols) · wᵀ, after showing `in` to the

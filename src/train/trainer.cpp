@@ -110,7 +110,7 @@ TrainerRun run_training(const LlamaModel& model, const LoraAdapter* lora, Traina
   if (options.loss.distill != 0.0 && !teacher) throw Error("training: distillation needs a teacher");
   const std::int64_t total_steps = planned_steps(options, static_cast<std::int64_t>(train.size()));
   const LrSchedule schedule{options.lr, options.warmup, total_steps, options.min_lr_ratio, options.cosine};
-  TrainingPass pass(model, lora, pool, longest(train, held_out), options.loss_chunk);
+  TrainingPass pass(model, lora, pool, longest(train, held_out), options.loss_chunk, options.keep_activations);
   pass.set_lora_dropout(options.lora_dropout);
 
   AdamW opt(options.adam);

@@ -38,6 +38,7 @@ struct TrainerOptions {
   bool shuffle = true;
   std::int64_t loss_chunk = 32;
   float lora_dropout = 0.0f;          // dropout on the adapter's inputs (LoRA runs only)
+  bool keep_activations = false;      // keep every layer's activations instead of recomputing them (same results)
   std::string settings_json = "{}";   // what a resume must find unchanged
 };
 

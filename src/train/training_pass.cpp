@@ -20,7 +20,18 @@ std::int64_t widest_ff(const LlamaParams& p) { return *std::max_element(p.n_ff.b
 std::vector<float> floats(std::uint64_t n) { return std::vector<float>(static_cast<std::size_t>(n)); }
 }  // namespace
 
-TrainingPlan plan_training(const LlamaParams& p, std::int64_t max_tokens, std::int64_t loss_chunk, unsigned threads) {
+// Floats one layer keeps with keep_activations: attention's xn, q, K/V rows, attn, rstd
+// and lse, the MLP's input, gate and up.
+std::uint64_t kept_floats(const LlamaParams& p, std::int64_t layer, std::uint64_t T) {
+  const auto E = static_cast<std::uint64_t>(p.n_embd);
+  const auto q_dim = static_cast<std::uint64_t>(p.n_head * p.head_dim);
+  const auto kv_dim = static_cast<std::uint64_t>(p.n_head_kv * p.head_dim);
+  const auto F = static_cast<std::uint64_t>(p.n_ff[static_cast<std::size_t>(layer)]);
+  return T * (2 * E + 2 * q_dim + 2 * kv_dim + 1 + static_cast<std::uint64_t>(p.n_head) + 2 * F);
+}
+
+TrainingPlan plan_training(const LlamaParams& p, std::int64_t max_tokens, std::int64_t loss_chunk, unsigned threads,
+                           bool keep_activations) {
   if (max_tokens <= 0 || loss_chunk <= 0 || threads == 0) {
     throw Error("plan_training: " + std::to_string(max_tokens) + " tokens, loss chunks of " + std::to_string(loss_chunk));
   }
@@ -46,10 +57,19 @@ TrainingPlan plan_training(const LlamaParams& p, std::int64_t max_tokens, std::i
   plan.mlp = 2 * T * E + 2 * step * F;
   plan.mlp_grads = 2 * T * E + T + 6 * step * F;
   plan.loss_head = 2 * C * E + C * static_cast<std::uint64_t>(p.n_vocab);
+  if (keep_activations) {
+    for (std::int64_t l = 0; l < p.n_layer; ++l) plan.kept += kept_floats(p, l, T);
+  }
   return plan;
 }
 
+// One layer's values kept by the forward with keep_activations.
+struct LayerKept {
+  std::vector<float> xn, q, attn, rstd, lse, kv_k, kv_v, mlp_in, gate, up;
+};
+
 struct TrainingPass::Buffers {
+  std::vector<LayerKept> kept;  // keep_activations: one per layer
   std::vector<float> residuals, x, dx;
   std::vector<float> a_xn, a_q, a_k, a_v, a_attn, a_proj, a_rstd, a_lse, kv_k, kv_v, a_scratch;
   std::vector<float> g_dattn, g_dq, g_dk, g_dv, g_dxn;
@@ -60,12 +80,13 @@ struct TrainingPass::Buffers {
 };
 
 TrainingPass::TrainingPass(const LlamaModel& model, const LoraAdapter* lora, ThreadPool& pool, std::int64_t max_tokens,
-                           std::int64_t loss_chunk)
+                           std::int64_t loss_chunk, bool keep_activations)
     : model_(model),
       lora_(lora),
       pool_(pool),
       rope_(model.params().head_dim, model.params().rope_theta, model.rope_factors(), model.rope_pairing()),
-      plan_(plan_training(model.params(), max_tokens, loss_chunk, pool.size())),
+      plan_(plan_training(model.params(), max_tokens, loss_chunk, pool.size(), keep_activations)),
+      keep_activations_(keep_activations),
       b_(std::make_unique<Buffers>()) {
   const LlamaParams& p = model.params();
   const auto T = static_cast<std::uint64_t>(max_tokens);
@@ -107,6 +128,23 @@ TrainingPass::TrainingPass(const LlamaModel& model, const LoraAdapter* lora, Thr
   b.l_xn = floats(C * E);
   b.l_dxn = floats(C * E);
   b.l_logits = floats(C * static_cast<std::uint64_t>(p.n_vocab));
+  if (keep_activations) {
+    b.kept.resize(static_cast<std::size_t>(p.n_layer));
+    for (std::int64_t l = 0; l < p.n_layer; ++l) {
+      LayerKept& k = b.kept[static_cast<std::size_t>(l)];
+      const auto F = static_cast<std::uint64_t>(p.n_ff[static_cast<std::size_t>(l)]);
+      k.xn = floats(T * E);
+      k.q = floats(T * q_dim);
+      k.attn = floats(T * q_dim);
+      k.rstd = floats(T);
+      k.lse = floats(T * static_cast<std::uint64_t>(p.n_head));
+      k.kv_k = floats(T * kv_dim);
+      k.kv_v = floats(T * kv_dim);
+      k.mlp_in = floats(T * E);
+      k.gate = floats(T * F);
+      k.up = floats(T * F);
+    }
+  }
 }
 
 TrainingPass::~TrainingPass() = default;
@@ -155,12 +193,38 @@ double TrainingPass::run(const TrainingTokens& tokens, const TokenLossWeights& l
   AttentionBuffers attention{b.a_xn, b.a_q, b.a_k, b.a_v, b.a_attn, b.a_proj, b.a_scratch, b.scratch_per_thread, {}, {}};
   const MlpBuffers mlp{b.m_xn, b.m_gate, b.m_up, b.m_proj};
 
-  // Forward, keeping each layer's input.
+  // With keep_activations (training only), layer l's own buffers and K/V rows.
+  const bool keep = keep_activations_ && grads != nullptr;
+  const auto kept_kv = [&](std::int64_t l) {
+    LayerKept& k = b.kept[static_cast<std::size_t>(l)];
+    return KvLayerView{reinterpret_cast<std::uint8_t*>(k.kv_k.data()), reinterpret_cast<std::uint8_t*>(k.kv_v.data()), kv.row_bytes, T,
+                       GgmlType::F32};
+  };
+  const auto kept_attention = [&](std::int64_t l) {
+    LayerKept& k = b.kept[static_cast<std::size_t>(l)];
+    return AttentionBuffers{k.xn, k.q, b.a_k, b.a_v, k.attn, b.a_proj, b.a_scratch, b.scratch_per_thread,
+                            std::span<float>(k.rstd.data(), static_cast<std::size_t>(T)),
+                            std::span<float>(k.lse.data(), static_cast<std::size_t>(T * p.n_head))};
+  };
+  const auto kept_rows = [&](std::vector<float>& v, std::int64_t width) { return std::span<float>(v.data(), static_cast<std::size_t>(T * width)); };
+
+  // Forward, keeping each layer's input (and with keep_activations everything its backward reads).
   embed(model_.token_embedding(), tokens.inputs, x);
   for (std::int64_t l = 0; l < L; ++l) {
     std::copy(x.begin(), x.end(), residual(l).begin());
-    attention_block(env, l, model_.layer(l), kv, 0, T, x, attention);
-    mlp_block(env, l, model_.layer(l), T, x, mlp);
+    if (keep) {
+      LayerKept& k = b.kept[static_cast<std::size_t>(l)];
+      const std::int64_t F = p.n_ff[static_cast<std::size_t>(l)];
+      attention_block(env, l, model_.layer(l), kept_kv(l), 0, T, x, kept_attention(l));
+      std::copy(x.begin(), x.end(), k.mlp_in.begin());
+      MlpBuffers m = mlp;
+      m.kept_gate = kept_rows(k.gate, F);
+      m.kept_up = kept_rows(k.up, F);
+      mlp_block(env, l, model_.layer(l), T, x, m);
+    } else {
+      attention_block(env, l, model_.layer(l), kv, 0, T, x, attention);
+      mlp_block(env, l, model_.layer(l), T, x, mlp);
+    }
   }
   std::copy(x.begin(), x.end(), residual(L).begin());
 
@@ -211,6 +275,16 @@ double TrainingPass::run(const TrainingTokens& tokens, const TokenLossWeights& l
   for (std::int64_t l = L - 1; l >= 0; --l) {
     const LayerWeights& w = model_.layer(l);
     const LayerGrads& g = grads->layers.empty() ? frozen : grads->layers[static_cast<std::size_t>(l)];
+    if (keep) {
+      LayerKept& k = b.kept[static_cast<std::size_t>(l)];
+      const std::int64_t F = p.n_ff[static_cast<std::size_t>(l)];
+      MlpGradBuffers m = mlp_grads;
+      m.kept_gate = kept_rows(k.gate, F);
+      m.kept_up = kept_rows(k.up, F);
+      mlp_block_backward(benv, l, w, T, kept_rows(k.mlp_in, E), dx, m, g);
+      attention_block_backward(benv, l, w, kept_kv(l), T, residual(l), kept_attention(l), dx, attention_grads, g);
+      continue;
+    }
     std::copy(residual(l).begin(), residual(l).end(), x.begin());
     attention_block(env, l, w, kv, 0, T, x, kept);  // x is now the MLP's input
     mlp_block_backward(benv, l, w, T, x, dx, mlp_grads, g);

@@ -204,3 +204,24 @@ TEST_F(FinetuneCli, DistillationFromALiveTeacherOrItsPrecomputedLogitsGivesTheSa
 
 }  // namespace
 }  // namespace piquant
+
+namespace piquant {
+namespace {
+
+// --activations keep (nothing recomputed) and recompute give the same adapter bit for bit.
+TEST_F(FinetuneCli, KeptAndRecomputedActivationsGiveTheSameAdapter) {
+  std::vector<std::vector<float>> adapters;
+  for (const char* mode : {"keep", "recompute"}) {
+    const std::string out = (dir_->path() / (std::string("activations-") + mode + ".gguf")).string();
+    const testing::CommandResult r = run_cli("finetune -m " + shell_quote(*model_) + " --data " + shell_quote(*data_) +
+                                             " --max-records 16 --max-seq 128 --steps 3 --batch 2 --lr 1e-2 --lora-dropout 0.1"
+                                             " --held-out 0 -t 2 --seed 8 --activations " + mode + " -o " + shell_quote(out));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    adapters.push_back(adapter_values(out, LlamaModel::load(*model_)->params()));
+  }
+  ASSERT_EQ(adapters[0].size(), adapters[1].size());
+  EXPECT_EQ(0, std::memcmp(adapters[0].data(), adapters[1].data(), adapters[0].size() * sizeof(float)));
+}
+
+}  // namespace
+}  // namespace piquant

@@ -259,5 +259,56 @@ TEST(ModelGradient, BitIdenticalForAnyThreadCount) {
   }
 }
 
+// Keeping every layer's activations instead of recomputing them changes no bit of the
+// loss or the gradients (full training and LoRA with dropout).
+TEST(ModelGradient, KeptActivationsGiveTheRecomputedGradientsBitForBit) {
+  auto model = OwnedLlamaModel::random(tiny_params(32, 8, {48, 24}), stories_vocab(), RopePairing::Interleaved, 16, 0.3f);
+  LoraAdapter lora = random_adapter(*model, 4, 8.0f, 23);
+  const Batch batch = random_batch(150, 6);  // MLP steps of 128 + 22 tokens
+  ThreadPool pool(2);
+  std::vector<std::vector<float>> runs;
+  std::vector<double> losses;
+  for (bool keep : {false, true}) {
+    TrainingPass pass(*model, &lora, pool, 150, 7, keep);
+    pass.set_lora_dropout(0.2f);
+    LoraAdapter grads = zero_like(lora);
+    std::vector<std::vector<float>> full(model->weight_ids().size());
+    TrainingGradients g;
+    g.lora = &grads;
+    g.layers.resize(2);
+    for (std::size_t i = 0; i < full.size(); ++i) {
+      const WeightId id = model->weight_ids()[i];
+      full[i].assign(model->weight(id).size(), 0.0f);
+      float* d = full[i].data();
+      if (id.kind == WeightKind::TokenEmbedding) g.token_embedding = d;
+      if (id.kind == WeightKind::OutputNorm) g.output_norm = d;
+      if (id.kind == WeightKind::Output) g.output = d;
+      if (id.layer >= 0) {
+        LayerGrads& lg = g.layers[static_cast<std::size_t>(id.layer)];
+        float** slot[] = {&lg.attn_norm, &lg.wq, &lg.wk, &lg.wv, &lg.wo, &lg.ffn_norm, &lg.w_gate, &lg.w_up, &lg.w_down};
+        const WeightKind kinds[] = {WeightKind::AttnNorm, WeightKind::AttnQ, WeightKind::AttnK, WeightKind::AttnV, WeightKind::AttnOutput,
+                                    WeightKind::FfnNorm, WeightKind::FfnGate, WeightKind::FfnUp, WeightKind::FfnDown};
+        for (int k = 0; k < 9; ++k) {
+          if (kinds[k] == id.kind) *slot[k] = d;
+        }
+      }
+    }
+    TrainingTokens tokens = batch.view();
+    tokens.dropout_seed = 99;
+    losses.push_back(pass.forward_backward(tokens, {}, g));
+    std::vector<float> all;
+    for (const auto& v : full) all.insert(all.end(), v.begin(), v.end());
+    for (WeightId id : grads.ids()) {
+      all.insert(all.end(), grads.find(id)->a.begin(), grads.find(id)->a.end());
+      all.insert(all.end(), grads.find(id)->b.begin(), grads.find(id)->b.end());
+    }
+    runs.push_back(all);
+    EXPECT_EQ(pass.plan().kept > 0, keep);
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  EXPECT_EQ(0, std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)));
+}
+
 }  // namespace
 }  // namespace piquant
