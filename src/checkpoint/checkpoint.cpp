@@ -46,6 +46,7 @@ std::vector<CheckpointTensor> llama_tensor_layout(const LlamaParams& p) {
     add(WeightKind::FfnGate, l, {p.n_embd, ff});
     add(WeightKind::FfnUp, l, {p.n_embd, ff});
     add(WeightKind::FfnDown, l, {ff, p.n_embd});
+    if (p.has_ffn_down_bias(l)) add(WeightKind::FfnDownBias, l, {p.n_embd});
   }
   add(WeightKind::OutputNorm, -1, {p.n_embd});
   if (!p.tie_word_embeddings) add(WeightKind::Output, -1, {p.n_embd, p.n_vocab});

@@ -41,6 +41,9 @@ unsigned __int128 count_params(const LlamaParams& p) {
   total += per_layer * u(p.n_layer);
   const auto layers = std::min<std::size_t>(p.n_ff.size(), static_cast<std::size_t>(std::max<std::int64_t>(p.n_layer, 0)));
   for (std::size_t l = 0; l < layers; ++l) total += 3 * embd * u(p.n_ff[l]);  // gate, up, down
+  for (std::size_t l = 0; l < std::min(layers, p.ffn_down_bias.size()); ++l) {
+    if (p.ffn_down_bias[l]) total += embd;  // ffn_down bias
+  }
   return total;
 }
 
@@ -48,6 +51,10 @@ unsigned __int128 count_params(const LlamaParams& p) {
 
 bool LlamaParams::uniform_ff() const {
   return std::all_of(n_ff.begin(), n_ff.end(), [&](std::int64_t ff) { return ff == n_ff.front(); });
+}
+
+bool LlamaParams::has_ffn_down_bias(std::int64_t layer) const {
+  return layer >= 0 && static_cast<std::size_t>(layer) < ffn_down_bias.size() && ffn_down_bias[static_cast<std::size_t>(layer)];
 }
 
 std::int64_t LlamaParams::n_params() const {
@@ -73,6 +80,10 @@ void LlamaParams::validate(const std::string& source) const {
                       "has " + std::to_string(n_ff.size()) + " widths for " + std::to_string(n_layer) + " layers");
   }
   for (const auto ff : n_ff) check_range(source, "intermediate_size", ff, kMaxWidth);
+  if (!ffn_down_bias.empty() && static_cast<std::int64_t>(ffn_down_bias.size()) != n_layer) {
+    throw FormatError(source, "ffn_down bias",
+                      "flags for " + std::to_string(ffn_down_bias.size()) + " of " + std::to_string(n_layer) + " layers");
+  }
   check_range(source, "max_position_embeddings", n_ctx_train, kMaxContext);
   check_positive(source, "rms_norm_eps", rms_norm_eps);
   check_positive(source, "rope_theta", rope_theta);

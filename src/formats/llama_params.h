@@ -25,6 +25,9 @@ struct LlamaParams {
   std::int64_t n_head_kv = 0;
   std::int64_t head_dim = 0;   // usually n_embd / n_head
   std::vector<std::int64_t> n_ff;  // intermediate size of each layer
+  // Per layer: whether it has blk.N.ffn_down.bias (n_embd values added after ffn_down's
+  // product), as a model pruned with bias compensation does; empty: no layer has one.
+  std::vector<bool> ffn_down_bias;
   std::int64_t n_ctx_train = 2048;  // max_position_embeddings
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
@@ -34,6 +37,7 @@ struct LlamaParams {
   std::vector<std::int64_t> eos_token_ids;
 
   bool uniform_ff() const;  // every layer has the same MLP width
+  bool has_ffn_down_bias(std::int64_t layer) const;
   std::int64_t n_params() const;  // weights incl. embeddings, norms and the output matrix if untied
   // Throws Error naming `source` and the field when a value is absurd (non-positive
   // sizes, n_head not a multiple of n_head_kv, n_ff count != n_layer, ...).

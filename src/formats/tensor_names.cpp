@@ -14,7 +14,7 @@ struct NamePair {
   const char* hf;    // suffix after "model.layers.N." for per-layer weights
 };
 
-constexpr std::array<NamePair, 13> kNames{{
+constexpr std::array<NamePair, 14> kNames{{
     {WeightKind::TokenEmbedding, "token_embd.weight", "model.embed_tokens.weight"},
     {WeightKind::AttnNorm, "attn_norm.weight", "input_layernorm.weight"},
     {WeightKind::AttnQ, "attn_q.weight", "self_attn.q_proj.weight"},
@@ -25,6 +25,7 @@ constexpr std::array<NamePair, 13> kNames{{
     {WeightKind::FfnGate, "ffn_gate.weight", "mlp.gate_proj.weight"},
     {WeightKind::FfnUp, "ffn_up.weight", "mlp.up_proj.weight"},
     {WeightKind::FfnDown, "ffn_down.weight", "mlp.down_proj.weight"},
+    {WeightKind::FfnDownBias, "ffn_down.bias", "mlp.down_proj.bias"},
     {WeightKind::OutputNorm, "output_norm.weight", "model.norm.weight"},
     {WeightKind::Output, "output.weight", "lm_head.weight"},
     {WeightKind::RopeFreqs, "rope_freqs.weight", ""},

@@ -19,6 +19,7 @@ enum class WeightKind {
   FfnGate,
   FfnUp,
   FfnDown,
+  FfnDownBias,  // n_embd, added after ffn_down's product (a pruned model's bias compensation)
   OutputNorm,
   Output,
   RopeFreqs,
