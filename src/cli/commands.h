@@ -17,5 +17,6 @@ void register_bench(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_train(CLI::App& app);
 void register_merge(CLI::App& app);
+void register_prune(CLI::App& app);
 
 }  // namespace piquant::cli
