@@ -17,8 +17,9 @@
 //               times ‖down_:,i‖²; its removal is compensated by a bias
 //               (mlp_bias_compensation) that adds back the removed neurons' mean output
 //   taylor      first order, LLM-Pruner's vector-wise form: |Σ w · ∂L/∂w| over all the
-//               neuron's weights (gate row, up row, down column together), L the mean
-//               next-token cross-entropy over every calibration position. The sum runs
+//               neuron's weights (gate row, up row, down column together), L the
+//               next-token cross-entropy summed over every calibration position (a
+//               mean would scale every score alike). The sum over positions runs
 //               over the whole calibration set and the absolute value is taken once, at
 //               the end (as LLM-Pruner accumulates the batch's gradient, then takes |·|).
 //               It equals |dL/dα| for α scaling all of the neuron's weights, and is
@@ -55,7 +56,8 @@ struct MlpLayerStatistics {
   std::vector<double> act_abs_seq;     // n_ff: Σ over sequences s of (mean over s's tokens of |h_i|)²
   // n_ff, empty unless asked for: Σ over the calibration positions of
   // gate_i·∂L/∂gate_i + up_i·∂L/∂up_i + h_i·∂L/∂h_i (signed; the taylor score is its
-  // absolute value), L = Σ over positions of cross-entropy / the number of positions.
+  // absolute value), L = the cross-entropy summed over the positions (so these sums,
+  // like the others, add up over calibration sets).
   std::vector<double> taylor;
 };
 
@@ -81,7 +83,8 @@ struct CalibrationOptions {
 // sequences, keeping every sequence's residual stream (N × n_embd floats), and lets each
 // layer's weight pages go after it (LlamaModel::release_layer), so that a mapped 16 GB
 // checkpoint needs only the residual streams and about one layer in memory. Layers
-// before first_layer run without being measured; none after last_layer runs.
+// before first_layer run without being measured; none after last_layer runs. The
+// pool's size changes no bit of the result (per-feature sums run in token order).
 //
 // taylor: then every sequence of at least two tokens goes through the training pass
 // (train/training_pass.h: float activations, every weight frozen) forward and backward,
@@ -98,7 +101,8 @@ std::vector<MlpLayerStatistics> collect_mlp_statistics(const LlamaModel& model,
 // the last layer; other layers: empty), as defined at the top. `statistics` may be empty
 // for magnitude; otherwise it has an entry per layer, measured over the range (taylor
 // sums for taylor), else Error. Weight sums run in double over the dequantized weights,
-// in an order that does not depend on the pool (nullptr: this thread alone).
+// in an order that does not depend on the pool (nullptr: this thread alone); each
+// layer's pages are let go after its weights are read (LlamaModel::release_layer).
 std::vector<std::vector<double>> neuron_importance(PruneCriterion criterion, const LlamaModel& model,
                                                    const std::vector<MlpLayerStatistics>& statistics,
                                                    std::int64_t first_layer, std::int64_t last_layer,
