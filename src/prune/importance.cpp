@@ -68,9 +68,8 @@ class MlpInputObserver final : public MatmulObserver {
   // After a sequence of T tokens went through the layer's MLP.
   void end_sequence(std::int64_t T) {
     MlpLayerStatistics& s = *stats_;
-    const double inv = 1.0 / static_cast<double>(T);
     for (std::size_t i = 0; i < seq_abs_.size(); ++i) {
-      const double mean = seq_abs_[i] * inv;
+      const double mean = seq_abs_[i] / static_cast<double>(T);
       s.act_abs_seq[i] += mean * mean;
       seq_abs_[i] = 0.0;
     }

@@ -77,9 +77,9 @@ struct CalibrationOptions {
 // for no sequences, an empty sequence, a token outside the vocabulary or a bad range.
 //
 // The statistics come from the inference forward (the products of forward_blocks.h as
-// LlamaContext runs them, keys and values kept in F32): they equal, to the last bit up to
-// the order of double sums, what a MatmulObserver on a LlamaContext with kv_type F32
-// sees (ffn_gate's input is x, ffn_down's is h). It runs layer by layer over all
+// LlamaContext runs them, keys and values kept in F32): bit for bit, the sums in token
+// order of what a MatmulObserver on a LlamaContext with kv_type F32 sees (ffn_gate's
+// input is x, ffn_down's is h; a sequence's mean |h_i| is its sum divided by T). It runs layer by layer over all
 // sequences, keeping every sequence's residual stream (N × n_embd floats), and lets each
 // layer's weight pages go after it (LlamaModel::release_layer), so that a mapped 16 GB
 // checkpoint needs only the residual streams and about one layer in memory. Layers
