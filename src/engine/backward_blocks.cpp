@@ -227,6 +227,9 @@ void mlp_block_backward(const BackwardEnv& env, std::int64_t layer, const LayerW
       swiglu_backward(gate + t0 * F, up + t0 * F, b.dh.data() + t0 * F, (t1 - t0) * F,
                       b.dgate.data() + t0 * F, b.dup.data() + t0 * F);
     });
+    if (env.mlp_observer != nullptr) {
+      env.mlp_observer->observe({layer, s0, n, F, gate, up, b.h.data(), b.dgate.data(), b.dup.data(), b.dh.data()});
+    }
     linear_backward(env, WeightKind::FfnGate, layer, w.w_gate, xn, n, b.dgate.data(), b.dxn.data() + s0 * E, grads.w_gate, s0);
     linear_backward(env, WeightKind::FfnUp, layer, w.w_up, xn, n, b.dup.data(), b.dxn.data() + s0 * E, grads.w_up, s0);
   }

@@ -25,9 +25,26 @@ struct LayerGrads {
   float *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
 };
 
+// Sees an MLP block's values during its backward (first-order pruning scores): for each
+// step of n tokens (tokens token0 .. token0 + n - 1 of the block, ascending), after the
+// step's gradients are known and before they flow on. Every array is n × F, row-major,
+// F = the layer's n_ff: gate = w_gate · xn, up = w_up · xn, h = SiLU(gate) ⊙ up (w_down's
+// input), and ∂L/∂ of each. Called on the evaluating thread (it may use the pool).
+struct MlpStepValues {
+  std::int64_t layer = 0, token0 = 0, n_tokens = 0, n_ff = 0;
+  const float *gate = nullptr, *up = nullptr, *h = nullptr;
+  const float *dgate = nullptr, *dup = nullptr, *dh = nullptr;
+};
+class MlpBackwardObserver {
+ public:
+  virtual ~MlpBackwardObserver() = default;
+  virtual void observe(const MlpStepValues& step) = 0;
+};
+
 struct BackwardEnv {
   const ForwardEnv& forward;          // the forward's params, pool, rope and adapter
   LoraAdapter* lora_grads = nullptr;  // gradients of forward.lora's matrices; nullptr: none
+  MlpBackwardObserver* mlp_observer = nullptr;  // nullptr: none
 };
 
 // Given out = linear(in) (forward_blocks.h, incl. an adapter's update) and dout:

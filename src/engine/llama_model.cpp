@@ -108,6 +108,11 @@ class GgufLlamaModel : public LlamaModel {
     return owned_float_copy(info.type, data.data(), n);
   }
 
+  void release_matrix(WeightId id, const MatrixView& m) const override {
+    const MappedFile& map = file_.file();
+    map.release(static_cast<std::uint64_t>(m.data - map.data()), static_cast<std::uint64_t>(m.rows) * m.row_bytes);
+  }
+
   GgufFile file_;
 };
 
@@ -166,12 +171,29 @@ class HfLlamaModel : public LlamaModel {
     return owned_float_copy(weight_type_of(t), t.data.data(), n);
   }
 
+  void release_matrix(WeightId id, const MatrixView& m) const override {
+    const SafeTensor& t = weights_.tensor(hf_tensor_name(id));
+    weights_.file_of(t).release(t.file_offset, t.data.size());
+  }
+
   SafetensorsFiles weights_;
 };
 
 }  // namespace
 
 std::string LlamaModel::architecture() const { return architecture_for(params_); }
+
+void LlamaModel::release_layer(std::int64_t layer) const {
+  if (layer < 0 || layer >= static_cast<std::int64_t>(layers_.size())) {
+    throw Error("release_layer: layer " + std::to_string(layer) + " of " + std::to_string(layers_.size()));
+  }
+  const LayerWeights& w = layers_[static_cast<std::size_t>(layer)];
+  const std::pair<WeightKind, const MatrixView*> matrices[] = {
+      {WeightKind::AttnQ, &w.wq},        {WeightKind::AttnK, &w.wk},    {WeightKind::AttnV, &w.wv},
+      {WeightKind::AttnOutput, &w.wo},   {WeightKind::FfnGate, &w.w_gate}, {WeightKind::FfnUp, &w.w_up},
+      {WeightKind::FfnDown, &w.w_down}};
+  for (const auto& [kind, m] : matrices) release_matrix({kind, layer}, *m);
+}
 
 const float* LlamaModel::owned_float_copy(GgmlType type, const std::uint8_t* data, std::int64_t n) {
   std::vector<float>& copy = owned_.emplace_back(static_cast<std::size_t>(n));

@@ -52,6 +52,13 @@ class LlamaModel {
   RopePairing rope_pairing() const { return rope_pairing_; }
   std::uint64_t weight_bytes() const { return weight_bytes_; }  // bytes of all weights (read once per token)
 
+  // Lets the pages of layer `layer`'s matrices go, for a pass that walks the model layer
+  // by layer and is done with this one: a mapped file's pages leave this process's
+  // resident set (they stay in the page cache and come back on the next touch, so the
+  // views stay valid); weights held in memory (a GGUF read in with use_mmap = false, an
+  // OwnedLlamaModel) are left alone. Throws Error for a layer outside the model.
+  void release_layer(std::int64_t layer) const;
+
  protected:
   LlamaModel() = default;
   // Looks every weight up by id and checks its shape and type against params_.
@@ -68,6 +75,9 @@ class LlamaModel {
   std::vector<float> rope_factors_;
   RopePairing rope_pairing_ = RopePairing::Interleaved;
   std::uint64_t weight_bytes_ = 0;
+  // What release_layer does to one of a layer's matrices (its view's bytes); the base
+  // class keeps everything.
+  virtual void release_matrix(WeightId id, const MatrixView& m) const {}
   // A float copy of n values stored as `type`, kept as long as the model.
   const float* owned_float_copy(GgmlType type, const std::uint8_t* data, std::int64_t n);
   std::vector<std::vector<float>> owned_;  // float copies of norms stored as F16/BF16

@@ -233,7 +233,7 @@ double TrainingPass::run(const TrainingTokens& tokens, const TokenLossWeights& l
   const std::span<float> dx(b.dx.data(), static_cast<std::size_t>(T * E));
   std::fill(dx.begin(), dx.end(), 0.0f);
   const float eps = static_cast<float>(p.rms_norm_eps);
-  const BackwardEnv benv{env, grads != nullptr ? grads->lora : nullptr};
+  const BackwardEnv benv{env, grads != nullptr ? grads->lora : nullptr, grads != nullptr ? grads->mlp_observer : nullptr};
   std::vector<double> position_loss(static_cast<std::size_t>(T), 0.0);
   std::vector<float> rstd(static_cast<std::size_t>(plan_.loss_chunk));
   for (std::int64_t c0 = 0; c0 < T; c0 += plan_.loss_chunk) {

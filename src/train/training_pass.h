@@ -37,6 +37,9 @@ struct TrainingGradients {
   float* output_norm = nullptr;      // n_embd
   float* output = nullptr;           // n_vocab × n_embd (tied: the embedding's gradient)
   LoraAdapter* lora = nullptr;       // the adapter's gradient (same matrices)
+  // Shown every MLP step's values and gradients during the backward (backward_blocks.h);
+  // nullptr: none.
+  MlpBackwardObserver* mlp_observer = nullptr;
 };
 
 // One sequence: position t reads inputs[t] and predicts targets[t].

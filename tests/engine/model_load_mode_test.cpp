@@ -1,8 +1,11 @@
 // Loading a model by reading it into memory (use_mmap = false) instead of mapping it:
-// the same model, bit for bit; and the sizes the memory check relies on.
+// the same model, bit for bit; and the sizes the memory check relies on. Letting a
+// layer's pages go (release_layer): a map's leave the resident set, a read-in copy keeps
+// its bytes, and either model computes the same afterwards.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,29 @@ std::vector<float> logits_of(const LlamaModel& model, std::int64_t n_ctx) {
   for (std::int32_t i = 0; i < 24; ++i) tokens.push_back((i * 37 + 1) % static_cast<std::int32_t>(model.params().n_vocab));
   const auto logits = context.eval(tokens, true);
   return {logits.begin(), logits.end()};
+}
+
+// Bytes of file-backed pages this process has resident (RssFile in /proc/self/status).
+std::int64_t resident_file_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "RssFile:") {
+      std::int64_t kb = 0;
+      status >> kb;
+      return kb * 1024;
+    }
+    status.ignore(1 << 20, '\n');
+  }
+  ADD_FAILURE() << "no RssFile in /proc/self/status";
+  return 0;
+}
+
+std::uint64_t layer_matrix_bytes(const LlamaModel& model, std::int64_t layer) {
+  const LayerWeights& w = model.layer(layer);
+  std::uint64_t bytes = 0;
+  for (const MatrixView* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) bytes += m->rows * m->row_bytes;
+  return bytes;
 }
 
 class StoriesLoadMode : public ::testing::Test {
@@ -55,6 +81,45 @@ TEST_F(StoriesLoadMode, ReadIntoMemoryGivesBitIdenticalLogits) {
   const std::vector<float> b = logits_of(*read, 64);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST_F(StoriesLoadMode, ReleasedLayersLeaveTheResidentSetAndStayUsable) {
+  for (const bool use_mmap : {true, false}) {
+    ModelLoadOptions options;
+    options.use_mmap = use_mmap;
+    const auto model = LlamaModel::load(gguf_, options);
+    const std::vector<float> before = logits_of(*model, 64);  // every weight page touched
+    std::uint64_t bytes = 0;
+    const std::int64_t resident = resident_file_bytes();
+    for (std::int64_t l = 0; l < model->params().n_layer; ++l) {
+      model->release_layer(l);
+      bytes += layer_matrix_bytes(*model, l);
+    }
+    const std::int64_t released = resident - resident_file_bytes();
+    if (use_mmap) {
+      // Whole pages inside each tensor go (its partial first and last pages stay).
+      EXPECT_GE(released, static_cast<std::int64_t>(bytes / 2)) << bytes << " bytes of layer matrices";
+    } else {
+      EXPECT_EQ(released, 0);
+    }
+    const std::vector<float> after = logits_of(*model, 64);  // pages come back from the file
+    ASSERT_EQ(before.size(), after.size());
+    EXPECT_EQ(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)), 0) << "mmap " << use_mmap;
+    EXPECT_THROW(model->release_layer(-1), Error);
+    EXPECT_THROW(model->release_layer(model->params().n_layer), Error);
+  }
+}
+
+TEST(ModelLoadMode, ReleasedLayersOfAHuggingFaceFolderStayUsable) {
+  testing::TempDir dir;
+  const auto result = testing::run_cli("synth --preset tiny -o " + (dir / "hf").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto model = LlamaModel::load((dir / "hf").string());
+  const std::vector<float> before = logits_of(*model, 64);
+  for (std::int64_t l = 0; l < model->params().n_layer; ++l) model->release_layer(l);
+  const std::vector<float> after = logits_of(*model, 64);
+  ASSERT_EQ(before.size(), after.size());
+  EXPECT_EQ(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)), 0);
 }
 
 TEST_F(StoriesLoadMode, KvCacheSizeIsKnownBeforeAllocating) {
