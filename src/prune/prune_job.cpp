@@ -29,7 +29,7 @@ PruneDecision decide_pruning(const LlamaModel& model, const PruneSettings& setti
     decision.calibration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (const auto& s : settings.calibration) decision.calibration_tokens += static_cast<std::int64_t>(s.size());
   }
-  decision.scores = neuron_importance(settings.criterion, model, statistics, widths.first_layer, widths.last_layer);
+  decision.scores = neuron_importance(settings.criterion, model, statistics, widths.first_layer, widths.last_layer, &pool);
   decision.plan = plan_widths(params, decision.scores, settings.target, widths);
 
   decision.biases.resize(static_cast<std::size_t>(params.n_layer));
