@@ -8,6 +8,15 @@
 #include "quant/dequantize.h"
 
 namespace piquant {
+namespace {
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
 
 GgufCheckpoint::GgufCheckpoint(const std::string& path, const CheckpointOptions& options) : file_(path) {
   params_ = read_model_params(file_);
@@ -29,7 +38,10 @@ GgufCheckpoint::GgufCheckpoint(const std::string& path, const CheckpointOptions&
   for (const CheckpointTensor& expected : llama_tensor_layout(params_)) {
     const CheckpointTensor* t = find(expected.name);
     if (t == nullptr) throw FormatError(path, "tensor '" + expected.name + "'", "missing");
-    if (t->shape != expected.shape) throw FormatError(path, "tensor '" + expected.name + "' shape", "does not match the metadata");
+    if (t->shape != expected.shape) {
+      throw FormatError(path, "tensor '" + expected.name + "' shape",
+                        "is " + shape_text(t->shape) + " but the metadata implies " + shape_text(expected.shape));
+    }
   }
 }
 

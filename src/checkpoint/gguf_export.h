@@ -1,6 +1,7 @@
 #pragma once
 // Writes any Checkpoint as a GGUF that stock llama.cpp loads: model metadata
-// (llama, or deci when MLP widths vary), the full tokenizer, and every tensor,
+// (llama, or deci when MLP widths vary), the full tokenizer, and every tensor (a
+// layer's blk.N.ffn_down.bias too, F32 and 1-D like the norms: both graphs add it),
 // streamed in row chunks so the peak memory stays far below the model size.
 #include <cstdint>
 #include <functional>
@@ -13,7 +14,7 @@
 namespace piquant {
 
 struct GgufExportOptions {
-  GgmlType type = GgmlType::F16;  // for 2-D weights; norms and rope_freqs stay F32
+  GgmlType type = GgmlType::F16;  // for 2-D weights; norms, ffn_down biases and rope_freqs stay F32
   // A per-tensor type (a quantization plan) instead of `type`, with the file type to record.
   std::function<GgmlType(const CheckpointTensor&)> type_for;
   LlamaFileType file_type = LlamaFileType::MostlyF16;

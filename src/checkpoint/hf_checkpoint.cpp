@@ -29,6 +29,15 @@ GgmlType weight_type_of(const SafeTensor& t) {
   }
 }
 
+void add_hf_ffn_down_bias(LlamaParams& p, const SafetensorsFiles& weights) {
+  p.ffn_down_bias.clear();
+  for (std::int64_t l = 0; l < p.n_layer; ++l) {
+    if (weights.find(hf_tensor_name({WeightKind::FfnDownBias, l})) == nullptr) continue;
+    p.ffn_down_bias.resize(static_cast<std::size_t>(p.n_layer), false);
+    p.ffn_down_bias[static_cast<std::size_t>(l)] = true;
+  }
+}
+
 HfCheckpoint::HfCheckpoint(const std::string& dir, const CheckpointOptions& options) : dir_(dir) {
   namespace fs = std::filesystem;
   const fs::path root(dir);
@@ -44,6 +53,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir, const CheckpointOptions& opti
                 std::to_string(params_.n_vocab));
   }
   weights_ = std::make_unique<SafetensorsFiles>(dir);
+  add_hf_ffn_down_bias(params_, *weights_);
   rope_factors_ = params_.rope_freq_factors();
 
   for (CheckpointTensor t : llama_tensor_layout(params_)) {

@@ -1,6 +1,7 @@
 #pragma once
-// A Hugging Face Llama checkpoint folder: config.json, safetensors (sharded or
-// not, F32/F16/BF16) and tokenizer.json (+ tokenizer_config.json).
+// A Hugging Face Llama checkpoint folder: config.json (LlamaForCausalLM, or DeciLM /
+// nemotron-nas with per-layer MLP widths), safetensors (sharded or not, F32/F16/BF16;
+// an optional mlp.down_proj.bias per layer) and tokenizer.json (+ tokenizer_config.json).
 #include <memory>
 
 #include "formats/safetensors.h"
@@ -10,6 +11,10 @@ namespace piquant {
 
 // The element type of a weight stored in safetensors; FormatError for non-float dtypes.
 GgmlType weight_type_of(const SafeTensor& tensor);
+
+// Sets params.ffn_down_bias for the layers whose model.layers.N.mlp.down_proj.bias the
+// weights hold (piquant's extension, see checkpoint/hf_export.h); config.json cannot say.
+void add_hf_ffn_down_bias(LlamaParams& params, const SafetensorsFiles& weights);
 
 class HfCheckpoint : public Checkpoint {
  public:

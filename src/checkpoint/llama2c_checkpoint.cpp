@@ -23,9 +23,10 @@ const char* array_name(WeightKind kind, bool shared_classifier) {
     case WeightKind::FfnUp: return "w3";
     case WeightKind::OutputNorm: return "rms_final";
     case WeightKind::Output: return shared_classifier ? "token_embedding" : "wcls";
-    case WeightKind::RopeFreqs: break;
+    case WeightKind::RopeFreqs:
+    case WeightKind::FfnDownBias: break;
   }
-  throw Error("llama2.c checkpoints have no rope_freqs");
+  throw Error("llama2.c checkpoints have no " + gguf_tensor_name({kind, 0}));
 }
 
 std::string default_tokenizer(const std::string& path) {

@@ -192,8 +192,8 @@ void write_synthetic_weights(const LlamaParams& params, const std::string& dir, 
     const bool is_norm = t.shape.size() == 1;
     for (std::size_t done = 0, chunk = 0; done < n; done += kChunk, ++chunk) {
       const std::size_t count = std::min(kChunk, n - done);
-      if (is_norm) {
-        std::fill_n(buffer.begin(), count, f32_to_bf16(1.0f));
+      if (is_norm) {  // norm weights 1, ffn_down biases 0
+        std::fill_n(buffer.begin(), count, f32_to_bf16(t.id.kind == WeightKind::FfnDownBias ? 0.0f : 1.0f));
       } else {
         // Each thread fills a slice from its own stream; the result does not depend on the thread count.
         constexpr std::size_t kSlice = 1u << 16;

@@ -23,7 +23,7 @@ void apply_mlp_widths(LlamaParams& params, const std::string& spec);
 
 struct SynthOptions {
   std::uint64_t seed = 1;
-  float stddev = 0.02f;  // weights ~ N(0, stddev); norms are 1
+  float stddev = 0.02f;  // weights ~ N(0, stddev); norms are 1, ffn_down biases (if params flag any) 0
   unsigned threads = 0;  // 0: all cores
   std::uint64_t max_shard_bytes = 5ull << 30;
 };

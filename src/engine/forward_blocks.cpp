@@ -58,6 +58,15 @@ void add_rows(ThreadPool& pool, float* x, const float* proj, std::int64_t E, std
     for (std::int64_t i = t0 * E; i < t1 * E; ++i) x[i] += proj[i];
   });
 }
+
+// A bias on every row: y[t·E + i] += bias[i].
+void add_bias_rows(ThreadPool& pool, float* y, const float* bias, std::int64_t E, std::int64_t rows) {
+  for_tokens(pool, rows, [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      for (std::int64_t i = 0; i < E; ++i) y[t * E + i] += bias[i];
+    }
+  });
+}
 }  // namespace
 
 void linear(const ForwardEnv& env, WeightKind kind, std::int64_t layer, const MatrixView& w, const float* in,
@@ -262,6 +271,7 @@ void mlp_block(const ForwardEnv& env, std::int64_t layer, const LayerWeights& w,
     });
     linear(env, WeightKind::FfnDown, layer, w.w_down, gate, n, b.proj.data() + s0 * E, s0);
   }
+  if (w.ffn_down_bias != nullptr) add_bias_rows(env.pool, b.proj.data(), w.ffn_down_bias, E, T);
   add_rows(env.pool, x.data(), b.proj.data(), E, T);
 }
 

@@ -90,7 +90,7 @@ struct AttentionBuffers {
 struct MlpBuffers {
   std::span<float> xn;        // T × E: the normalised input of w_gate, w_up
   std::span<float> gate, up;  // mlp_step_tokens(T) × F each; gate ends as SwiGLU's output, w_down's input
-  std::span<float> proj;      // T × E: w_down's output
+  std::span<float> proj;      // T × E: w_down's output (+ its bias)
   // Kept for the backward when not empty (training without recomputation): every
   // token's gate and up products before SwiGLU, T × F each.
   std::span<float> kept_gate = {}, kept_up = {};
@@ -113,8 +113,10 @@ void embed(const MatrixView& table, std::span<const std::int32_t> tokens, std::s
 void attention_block(const ForwardEnv& env, std::int64_t layer, const LayerWeights& w, const KvLayerView& kv, std::int64_t p0,
                      std::int64_t T, std::span<float> x, const AttentionBuffers& buffers);
 
-// x += w_down · (SiLU(w_gate · n) ⊙ (w_up · n)), n = RMSNorm(x) with w.ffn_norm; the
-// products in steps of mlp_step_tokens(T) tokens.
+// x += w_down · (SiLU(w_gate · n) ⊙ (w_up · n)) + b, n = RMSNorm(x) with w.ffn_norm, b =
+// w.ffn_down_bias (when not nullptr; added to the product in proj, then proj to x, the
+// order llama.cpp's graph adds them in); the products in steps of mlp_step_tokens(T)
+// tokens.
 void mlp_block(const ForwardEnv& env, std::int64_t layer, const LayerWeights& w, std::int64_t T, std::span<float> x,
                const MlpBuffers& buffers);
 

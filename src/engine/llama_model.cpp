@@ -97,13 +97,17 @@ class GgufLlamaModel : public LlamaModel {
     return m;
   }
 
+  // A norm's weights or a bias: one dimension of n values.
   const float* norm(const std::string& name, std::int64_t n) {
     const GgufTensorInfo& info = file_.tensor(name);
-    if (info.n_elements() != n) throw FormatError(path_, "tensor '" + name + "' shape", "must hold " + std::to_string(n) + " values");
+    if (info.shape.size() != 1 || info.n_elements() != n) {
+      throw FormatError(path_, "tensor '" + name + "' shape", "must be one dimension of " + std::to_string(n) + " values");
+    }
     const auto data = file_.tensor_data(info);
     if (info.type == GgmlType::F32) return reinterpret_cast<const float*>(data.data());
     if (info.type != GgmlType::F16 && info.type != GgmlType::BF16) {
-      throw FormatError(path_, "tensor '" + name + "' type", "norm weights must be F32, F16 or BF16");
+      throw FormatError(path_, "tensor '" + name + "' type",
+                        ggml_type_name(info.type) + ": norm weights and biases must be F32, F16 or BF16");
     }
     return owned_float_copy(info.type, data.data(), n);
   }
@@ -133,6 +137,7 @@ class HfLlamaModel : public LlamaModel {
     namespace fs = std::filesystem;
     path_ = dir;
     params_ = load_hf_config((fs::path(dir) / "config.json").string());
+    add_hf_ffn_down_bias(params_, weights_);
     const fs::path tokenizer = fs::path(dir) / "tokenizer.json";
     if (!fs::exists(tokenizer)) throw Error(dir + ": no tokenizer.json");
     tokenizer_ = Tokenizer::create(load_vocab_hf(tokenizer.string()));
@@ -164,9 +169,12 @@ class HfLlamaModel : public LlamaModel {
     return m;
   }
 
+  // A norm's weights or a bias: one dimension of n values.
   const float* norm(const std::string& name, std::int64_t n) {
     const SafeTensor& t = weights_.tensor(name);
-    if (t.n_elements() != n) throw FormatError(t.file, "tensor '" + name + "' shape", "must hold " + std::to_string(n) + " values");
+    if (t.shape.size() != 1 || t.n_elements() != n) {
+      throw FormatError(t.file, "tensor '" + name + "' shape", "must be one dimension of " + std::to_string(n) + " values");
+    }
     // Always copied: safetensors data need not be 4-byte aligned for float access.
     return owned_float_copy(weight_type_of(t), t.data.data(), n);
   }
@@ -223,6 +231,7 @@ void LlamaModel::bind_weights(const std::string& source, const std::function<Mat
     w.w_gate = checked(WeightKind::FfnGate, l, ff, p.n_embd);
     w.w_up = checked(WeightKind::FfnUp, l, ff, p.n_embd);
     w.w_down = checked(WeightKind::FfnDown, l, p.n_embd, ff);
+    if (p.has_ffn_down_bias(l)) w.ffn_down_bias = norm({WeightKind::FfnDownBias, l}, p.n_embd);
     layers_.push_back(w);
   }
   output_norm_ = norm({WeightKind::OutputNorm, -1}, p.n_embd);

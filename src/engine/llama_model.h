@@ -22,6 +22,9 @@ struct LayerWeights {
   MatrixView wq, wk, wv, wo;         // wq: (n_head·head_dim) × n_embd, wk/wv: (n_head_kv·head_dim) × n_embd, wo: n_embd × (n_head·head_dim)
   const float* ffn_norm = nullptr;   // n_embd
   MatrixView w_gate, w_up, w_down;   // gate/up: n_ff × n_embd, down: n_embd × n_ff
+  // n_embd values added to w_down's product (blk.N.ffn_down.bias); nullptr: the layer has
+  // none. Stored F16/BF16 biases are read through a float copy, like the norms.
+  const float* ffn_down_bias = nullptr;
 };
 
 struct ModelLoadOptions {
@@ -61,7 +64,8 @@ class LlamaModel {
 
  protected:
   LlamaModel() = default;
-  // Looks every weight up by id and checks its shape and type against params_.
+  // Looks every weight up by id and checks its shape and type against params_. `norm`
+  // also gives the 1-D ffn_down biases of the layers params_.ffn_down_bias flags.
   void bind_weights(const std::string& source, const std::function<MatrixView(WeightId)>& matrix,
                     const std::function<const float*(WeightId, std::int64_t)>& norm, bool has_output);
 
@@ -80,7 +84,7 @@ class LlamaModel {
   virtual void release_matrix(WeightId id, const MatrixView& m) const {}
   // A float copy of n values stored as `type`, kept as long as the model.
   const float* owned_float_copy(GgmlType type, const std::uint8_t* data, std::int64_t n);
-  std::vector<std::vector<float>> owned_;  // float copies of norms stored as F16/BF16
+  std::vector<std::vector<float>> owned_;  // float copies of norms and biases stored as F16/BF16
 };
 
 }  // namespace piquant

@@ -16,6 +16,8 @@ bool is_norm(WeightKind kind) {
   return kind == WeightKind::AttnNorm || kind == WeightKind::FfnNorm || kind == WeightKind::OutputNorm;
 }
 
+bool is_vector(WeightKind kind) { return is_norm(kind) || kind == WeightKind::FfnDownBias; }
+
 MatrixView f32_view(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
   return {GgmlType::F32, reinterpret_cast<const std::uint8_t*>(v.data()), rows, cols, 4u * static_cast<std::size_t>(cols)};
 }
@@ -56,7 +58,8 @@ std::pair<std::int64_t, std::int64_t> weight_shape(const LlamaParams& p, WeightI
     case WeightKind::Output: return {p.n_vocab, p.n_embd};
     case WeightKind::AttnNorm:
     case WeightKind::FfnNorm:
-    case WeightKind::OutputNorm: return {1, p.n_embd};
+    case WeightKind::OutputNorm:
+    case WeightKind::FfnDownBias: return {1, p.n_embd};
     case WeightKind::AttnQ: return {q, p.n_embd};
     case WeightKind::AttnK:
     case WeightKind::AttnV: return {kv, p.n_embd};
@@ -83,6 +86,7 @@ OwnedLlamaModel::OwnedLlamaModel(const LlamaParams& params, const Vocab& vocab, 
                          WeightKind::FfnNorm, WeightKind::FfnGate, WeightKind::FfnUp, WeightKind::FfnDown}) {
       ids_.push_back({k, l});
     }
+    if (params.has_ffn_down_bias(l)) ids_.push_back({WeightKind::FfnDownBias, l});
   }
   ids_.push_back({WeightKind::OutputNorm, -1});
   if (!params.tie_word_embeddings) ids_.push_back({WeightKind::Output, -1});
@@ -123,7 +127,9 @@ std::unique_ptr<OwnedLlamaModel> OwnedLlamaModel::random(const LlamaParams& para
   PortableNormal normal(seed);
   for (std::size_t i = 0; i < m->ids_.size(); ++i) {
     std::vector<float>& t = m->tensors_[i];
-    if (is_norm(m->ids_[i].kind)) {
+    if (m->ids_[i].kind == WeightKind::FfnDownBias) {
+      continue;  // zeros, drawing nothing: the other weights are those of the same shape without biases
+    } else if (is_norm(m->ids_[i].kind)) {
       std::fill(t.begin(), t.end(), 1.0f);
     } else {
       for (float& v : t) v = static_cast<float>(normal.next() * stddev);
@@ -140,10 +146,11 @@ std::unique_ptr<OwnedLlamaModel> OwnedLlamaModel::copy_of(const LlamaModel& mode
     const WeightId id = m->ids_[i];
     std::vector<float>& t = m->tensors_[i];
     const auto [rows, cols] = weight_shape(params, id);
-    if (is_norm(id.kind)) {
-      const float* src = id.kind == WeightKind::OutputNorm ? model.output_norm()
-                         : id.kind == WeightKind::AttnNorm ? model.layer(id.layer).attn_norm
-                                                           : model.layer(id.layer).ffn_norm;
+    if (is_vector(id.kind)) {
+      const float* src = id.kind == WeightKind::OutputNorm    ? model.output_norm()
+                         : id.kind == WeightKind::AttnNorm    ? model.layer(id.layer).attn_norm
+                         : id.kind == WeightKind::FfnDownBias ? model.layer(id.layer).ffn_down_bias
+                                                              : model.layer(id.layer).ffn_norm;
       std::copy(src, src + cols, t.begin());
       continue;
     }

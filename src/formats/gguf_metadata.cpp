@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "formats/tensor_names.h"
 
 namespace piquant {
 
@@ -98,6 +99,14 @@ LlamaParams read_model_params(const GgufFile& gguf) {
     if (const GgufValue* tokens = gguf.find("tokenizer.ggml.tokens")) p.n_vocab = static_cast<std::int64_t>(tokens->as_array().size());
   }
   p.tie_word_embeddings = gguf.find_tensor("output.weight") == nullptr;
+  // An optional blk.N.ffn_down.bias per layer, as llama.cpp's llama and deci graphs load it.
+  // A bias past block_count is the tensor reader's to reject.
+  for (const GgufTensorInfo& t : gguf.tensors()) {
+    const auto id = parse_gguf_tensor_name(t.name);
+    if (!id || id->kind != WeightKind::FfnDownBias || id->layer >= p.n_layer) continue;
+    p.ffn_down_bias.resize(static_cast<std::size_t>(p.n_layer), false);
+    p.ffn_down_bias[static_cast<std::size_t>(id->layer)] = true;
+  }
   p.bos_token_id = gguf.get_int("tokenizer.ggml.bos_token_id", -1);
   if (const std::int64_t eos = gguf.get_int("tokenizer.ggml.eos_token_id", -1); eos >= 0) p.eos_token_ids.push_back(eos);
   p.validate(gguf.path());

@@ -44,6 +44,8 @@ void write_model_metadata(const LlamaParams& params, const std::string& model_na
 
 // Reads a llama or deci GGUF's hyperparameters; throws FormatError naming the key.
 // rope_scaling stays empty: a GGUF carries llama3 scaling as the rope_freqs tensor.
+// ffn_down_bias flags the layers that have a blk.N.ffn_down.bias tensor (their shape
+// and type are the reader's to check).
 LlamaParams read_model_params(const GgufFile& gguf);
 
 }  // namespace piquant

@@ -1,6 +1,9 @@
-// Hugging Face LlamaForCausalLM config.json <-> LlamaParams.
+// Hugging Face LlamaForCausalLM and DeciLMForCausalLM config.json <-> LlamaParams.
 #include "formats/hf_config.h"
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -89,26 +92,95 @@ class FieldReader {
   std::string prefix_;
 };
 
-void check_architecture(const FieldReader& config) {
+enum class Layout { Llama, DeciLM };
+
+Layout check_architecture(const FieldReader& config) {
   const auto model_type = config.string("model_type");
-  if (!model_type) {
-    // Tolerate a config without model_type only when it declares the Llama class.
+  const auto declares = [&](const char* name) {
     const json* architectures = config.find("architectures");
-    if (architectures != nullptr && architectures->is_array()) {
-      for (const auto& a : *architectures) {
-        if (a == "LlamaForCausalLM") return;
-      }
+    if (architectures == nullptr || !architectures->is_array()) return false;
+    return std::any_of(architectures->begin(), architectures->end(), [&](const json& a) { return a == name; });
+  };
+  Layout layout = Layout::Llama;
+  if (!model_type) {
+    // Tolerate a config without model_type only when it declares the Llama or DeciLM class.
+    if (declares("DeciLMForCausalLM")) {
+      layout = Layout::DeciLM;
+    } else if (!declares("LlamaForCausalLM")) {
+      config.fail("model_type", "missing; piquant reads Llama models (model_type \"llama\", or \"nemotron-nas\" for DeciLM)");
     }
-    config.fail("model_type", "missing; piquant reads Llama models (model_type \"llama\")");
-  }
-  if (*model_type != "llama") {
-    config.fail("model_type", "'" + *model_type + "' is not supported; piquant reads Llama models (model_type \"llama\")");
+  } else if (*model_type == "nemotron-nas") {
+    layout = Layout::DeciLM;
+  } else if (*model_type != "llama") {
+    config.fail("model_type", "'" + *model_type +
+                                  "' is not supported; piquant reads Llama models (model_type \"llama\", or \"nemotron-nas\" "
+                                  "for DeciLM)");
   }
   if (const auto act = config.string("hidden_act"); act && *act != "silu") {
     config.fail("hidden_act", "'" + *act + "' is not supported; Llama uses silu");
   }
   if (config.boolean("attention_bias", false)) config.fail("attention_bias", "biased attention projections are not supported");
   if (config.boolean("mlp_bias", false)) config.fail("mlp_bias", "biased MLP projections are not supported");
+  return layout;
+}
+
+// DeciLM's block_configs: per-layer widths into p.n_ff, the one KV head count into p.n_head_kv.
+void parse_block_configs(const FieldReader& fields, const std::string& source, LlamaParams& p) {
+  const json* blocks = fields.find("block_configs");
+  if (blocks == nullptr) {
+    fields.fail("block_configs", "missing; a DeciLM (nemotron-nas) config gives each layer's attention and MLP there");
+  }
+  if (!blocks->is_array()) fields.fail("block_configs", "must be a list, got " + blocks->dump());
+  if (static_cast<std::int64_t>(blocks->size()) != p.n_layer) {
+    fields.fail("block_configs", "has " + std::to_string(blocks->size()) + " entries for num_hidden_layers " +
+                                     std::to_string(p.n_layer));
+  }
+  std::int64_t group = 0;
+  for (std::size_t l = 0; l < blocks->size(); ++l) {
+    const std::string where = "block_configs[" + std::to_string(l) + "]";
+    const json& block = (*blocks)[l];
+    if (!block.is_object()) throw FormatError(source, where, "must be an object, got " + block.dump());
+    const FieldReader b(block, source, where + ".");
+    const auto part = [&](const char* name) {
+      const json* value = b.find(name);
+      if (value == nullptr) b.fail(name, "missing");
+      if (!value->is_object()) b.fail(name, "must be an object, got " + value->dump());
+      return FieldReader(*value, source, where + "." + name + ".");
+    };
+    const FieldReader attention = part("attention");
+    const FieldReader ffn = part("ffn");
+    for (const FieldReader* r : {&attention, &ffn}) {
+      if (r->boolean("no_op", false)) {
+        r->fail("no_op", "a block that skips its sublayer is not supported (piquant runs plain Llama blocks)");
+      }
+      if (r->boolean("replace_with_linear", false)) {
+        r->fail("replace_with_linear", "a sublayer replaced by one linear map is not supported (piquant runs plain Llama blocks)");
+      }
+    }
+    const std::int64_t g = attention.required_int("n_heads_in_group");
+    if (g <= 0 || p.n_head <= 0 || p.n_head % g != 0) {
+      attention.fail("n_heads_in_group", std::to_string(g) + " does not divide num_attention_heads " + std::to_string(p.n_head));
+    }
+    if (group == 0) {
+      group = g;
+    } else if (g != group) {
+      attention.fail("n_heads_in_group", "is " + std::to_string(g) + " but block 0's is " + std::to_string(group) +
+                                             ": piquant needs the same number of KV heads in every layer");
+    }
+    if (!ffn.boolean("gated", true)) ffn.fail("gated", "an MLP without the SwiGLU gate is not supported");
+    const double mult = ffn.number("ffn_mult", std::nullopt);
+    if (!(mult > 0.0 && mult < 1e6)) ffn.fail("ffn_mult", "must be a positive number, got " + std::to_string(mult));
+    const std::int64_t width = decilm_intermediate_size(mult, p.n_embd);
+    if (width <= 0) ffn.fail("ffn_mult", "gives an MLP width of " + std::to_string(width));
+    p.n_ff.push_back(width);
+  }
+  if (group == 0) return;  // no layers: validate() says so
+  const std::int64_t n_head_kv = p.n_head / group;
+  if (const json* kv = fields.find("num_key_value_heads"); kv != nullptr && fields.integer(*kv, "num_key_value_heads") != n_head_kv) {
+    fields.fail("num_key_value_heads", "is " + kv->dump() + " but block_configs' n_heads_in_group " + std::to_string(group) +
+                                           " gives " + std::to_string(n_head_kv));
+  }
+  p.n_head_kv = n_head_kv;
 }
 
 std::optional<RopeScaling> parse_rope_scaling(const json& config, const std::string& source) {
@@ -138,7 +210,7 @@ std::optional<RopeScaling> parse_rope_scaling(const json& config, const std::str
 LlamaParams parse_hf_config(const json& config, const std::string& source) {
   if (!config.is_object()) throw FormatError(source, "JSON", "config is not a JSON object");
   const FieldReader fields(config, source);
-  check_architecture(fields);
+  const Layout layout = check_architecture(fields);
 
   LlamaParams p;
   p.n_embd = fields.required_int("hidden_size");
@@ -157,8 +229,11 @@ LlamaParams parse_hf_config(const json& config, const std::string& source) {
   }
 
   const json* ff = fields.find("intermediate_size");
-  if (ff == nullptr) fields.fail("intermediate_size", "missing");
-  if (ff->is_array()) {
+  if (layout == Layout::DeciLM) {
+    parse_block_configs(fields, source, p);  // intermediate_size is null there, and ignored
+  } else if (ff == nullptr) {
+    fields.fail("intermediate_size", "missing");
+  } else if (ff->is_array()) {
     p.n_ff = fields.int_or_list("intermediate_size");
   } else if (p.n_layer > 0) {
     p.n_ff.assign(static_cast<std::size_t>(std::min<std::int64_t>(p.n_layer, std::int64_t{1} << 20)),
@@ -236,6 +311,61 @@ json hf_config_to_json(const LlamaParams& p) {
   } else if (!p.eos_token_ids.empty()) {
     config["eos_token_id"] = p.eos_token_ids;
   }
+  return config;
+}
+
+std::int64_t decilm_intermediate_size(double ffn_mult, std::int64_t n_embd) {
+  // Python's int(2 * ffn_mult * n_embd / 3): left to right in double, truncated.
+  const double value = 2.0 * ffn_mult * static_cast<double>(n_embd) / 3.0;
+  if (!(value >= 0.0 && value < 9.0e15)) {
+    throw Error("DeciLM ffn_mult " + std::to_string(ffn_mult) + " with hidden_size " + std::to_string(n_embd) +
+                " gives no MLP width");
+  }
+  const auto n = static_cast<std::int64_t>(value);
+  return n % 256 == 0 ? n : n + 256 - n % 256;
+}
+
+double decilm_ffn_mult(std::int64_t width, std::int64_t n_embd) {
+  if (width <= 0 || width % 256 != 0 || n_embd <= 0) {
+    throw Error("MLP width " + std::to_string(width) +
+                " is not a positive multiple of 256: DeciLM's ffn_mult expresses multiples of 256 only");
+  }
+  const double exact = 1.5 * static_cast<double>(width) / static_cast<double>(n_embd);
+  for (int digits = 1; digits <= 17; ++digits) {
+    char text[64];
+    const auto written = std::to_chars(text, text + sizeof text, exact, std::chars_format::general, digits);
+    double mult = 0.0;
+    std::from_chars(text, written.ptr, mult);
+    const double value = 2.0 * mult * static_cast<double>(n_embd) / 3.0;
+    if (std::fabs(value - static_cast<double>(width)) < 1.0 && decilm_intermediate_size(mult, n_embd) == width) return mult;
+  }
+  throw Error("no DeciLM ffn_mult gives MLP width " + std::to_string(width) + " for hidden_size " + std::to_string(n_embd));
+}
+
+json decilm_config_to_json(const LlamaParams& p, const std::string& target) {
+  if (p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) {
+    throw Error(target + ": " + std::to_string(p.n_head) + " attention heads over " + std::to_string(p.n_head_kv) +
+                " KV heads have no DeciLM n_heads_in_group");
+  }
+  json blocks = json::array();
+  for (std::size_t l = 0; l < p.n_ff.size(); ++l) {
+    const std::int64_t width = p.n_ff[l];
+    if (width <= 0 || width % 256 != 0) {
+      throw Error(target + ": layer " + std::to_string(l) + "'s MLP width " + std::to_string(width) +
+                  " is not a multiple of 256, and the DeciLM (nemotron-nas) layout gives each layer's width as an "
+                  "ffn_mult that expresses multiples of 256 only: write a GGUF instead (any width), or prune with --align 256");
+    }
+    blocks.push_back({
+        {"attention", {{"n_heads_in_group", p.n_head / p.n_head_kv}, {"no_op", false}, {"replace_with_linear", false}}},
+        {"ffn", {{"ffn_mult", decilm_ffn_mult(width, p.n_embd)}, {"no_op", false}, {"replace_with_linear", false}}},
+    });
+  }
+  json config = hf_config_to_json(p);
+  config["architectures"] = {"DeciLMForCausalLM"};
+  config["model_type"] = "nemotron-nas";
+  config["intermediate_size"] = nullptr;
+  config["num_key_value_heads"] = nullptr;
+  config["block_configs"] = std::move(blocks);
   return config;
 }
 

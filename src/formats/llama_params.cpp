@@ -131,4 +131,55 @@ std::vector<float> LlamaParams::rope_freq_factors() const {
   return factors;
 }
 
+namespace {
+
+bool same_factors(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!(std::fabs(a[i] - b[i]) <= 1e-6f * std::max(1.0f, std::fabs(b[i])))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<RopeScaling> llama3_scaling_from_factors(const LlamaParams& params, const std::vector<float>& factors,
+                                                       const std::string& source) {
+  const std::int64_t pairs = params.head_dim / 2;
+  if (static_cast<std::int64_t>(factors.size()) != pairs) {
+    throw Error(source + ": rope_freqs has " + std::to_string(factors.size()) + " factors for head_dim " +
+                std::to_string(params.head_dim));
+  }
+  if (std::all_of(factors.begin(), factors.end(), [](float f) { return f == 1.0f; })) return std::nullopt;
+  const double factor = *std::max_element(factors.begin(), factors.end());
+  std::vector<RopeScaling> candidates;
+  for (const std::int64_t original : {std::int64_t{8192}, std::int64_t{4096}, std::int64_t{16384}, std::int64_t{2048},
+                                      std::int64_t{32768}, params.n_ctx_train}) {
+    candidates.push_back(RopeScaling{"llama3", factor, 1.0, 4.0, original});
+  }
+  // Between the bands smooth = original / (high - low) · 1/wavelen − low / (high - low):
+  // a line through two of those pairs gives the band edges; with low = 1 they name
+  // high and original (other (low, high, original) with the same line give the same factors).
+  std::vector<std::pair<double, double>> line;  // (1/wavelen, smooth)
+  for (std::int64_t i = 0; i < pairs; ++i) {
+    const double f = factors[static_cast<std::size_t>(i)];
+    if (!(f > 1.0 + 1e-6 && f < factor * (1.0 - 1e-6))) continue;
+    const double freq = std::pow(params.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(params.head_dim));
+    line.emplace_back(freq / (2.0 * std::numbers::pi), (1.0 / f - 1.0 / factor) / (1.0 - 1.0 / factor));
+  }
+  if (line.size() >= 2 && line.back().first != line.front().first) {
+    const double slope = (line.back().second - line.front().second) / (line.back().first - line.front().first);
+    const double offset = slope * line.front().first - line.front().second;  // low / (high - low)
+    if (slope > 0.0 && offset > 0.0 && std::isfinite(slope / offset) && slope / offset < 1e9) {
+      candidates.push_back(RopeScaling{"llama3", factor, 1.0, 1.0 + 1.0 / offset, std::llround(slope / offset)});
+    }
+  }
+  for (const RopeScaling& candidate : candidates) {
+    LlamaParams p = params;
+    p.rope_scaling = candidate;
+    if (same_factors(p.rope_freq_factors(), factors)) return candidate;
+  }
+  throw Error(source + ": its rope_freqs factors match no llama3 rope_scaling (needed for config.json)");
+}
+
 }  // namespace piquant

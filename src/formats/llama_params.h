@@ -48,4 +48,12 @@ struct LlamaParams {
   std::vector<float> rope_freq_factors() const;
 };
 
+// The llama3 rope_scaling whose rope_freq_factors() for `params` (head_dim, rope_theta)
+// are `factors` to float precision (a GGUF's rope_freqs tensor, which is all a GGUF
+// keeps of it), preferring low_freq_factor 1, high_freq_factor 4 and original context
+// 8192 as every Llama 3.x has; nullopt when every factor is 1. Throws Error naming
+// `source` when no llama3 scaling gives these factors.
+std::optional<RopeScaling> llama3_scaling_from_factors(const LlamaParams& params, const std::vector<float>& factors,
+                                                       const std::string& source);
+
 }  // namespace piquant

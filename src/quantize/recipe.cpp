@@ -36,8 +36,10 @@ bool use_more_bits(std::int64_t i, std::int64_t n) {
   return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 }
 
-bool is_norm(WeightKind kind) {
-  return kind == WeightKind::AttnNorm || kind == WeightKind::FfnNorm || kind == WeightKind::OutputNorm;
+// Norms and biases stay F32 whatever their shape, as llama-quantize keeps them.
+bool stays_f32(WeightKind kind) {
+  return kind == WeightKind::AttnNorm || kind == WeightKind::FfnNorm || kind == WeightKind::OutputNorm ||
+         kind == WeightKind::FfnDownBias;
 }
 
 // What the recipe's rules give one quantizable tensor, before overrides and fallback.
@@ -209,7 +211,7 @@ QuantPlan plan_quantization(const QuantRecipe& recipe, const LlamaParams& params
                   " layers");
     }
     PlannedTensor p{t.name, t.shape, GgmlType::F32};
-    const bool quantize = t.shape.size() >= 2 && !(id && is_norm(id->kind));
+    const bool quantize = t.shape.size() >= 2 && !(id && stays_f32(id->kind));
     if (quantize) {
       const std::int64_t row = t.shape[0];
       GgmlType chosen = options.pure ? recipe.base_type : rule_type(ctx, id, row);

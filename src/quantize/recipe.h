@@ -64,7 +64,8 @@ struct QuantPlan {
 };
 
 // Plans a type for every tensor. Tensors are identified by their GGUF names (names
-// piquant does not know get the base type if 2-D, F32 if 1-D); throws Error naming
+// piquant does not know get the base type if 2-D, F32 if 1-D); norms and ffn_down
+// biases stay F32, whatever a --tensor-type pattern says; throws Error naming
 // the tensor when its layer is past params.n_layer or a dimension is not positive.
 QuantPlan plan_quantization(const QuantRecipe& recipe, const LlamaParams& params,
                             const std::vector<CheckpointTensor>& tensors, const PlanOptions& options = {});

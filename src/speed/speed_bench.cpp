@@ -137,6 +137,7 @@ std::uint64_t weight_bytes_read_per_token(const LlamaModel& model) {
     for (const MatrixView* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) total += matrix_bytes(*m);
     if (w.attn_norm != nullptr) total += norm_bytes;
     if (w.ffn_norm != nullptr) total += norm_bytes;
+    if (w.ffn_down_bias != nullptr) total += norm_bytes;
   }
   if (model.output_norm() != nullptr) total += norm_bytes;
   total += matrix_bytes(model.output());

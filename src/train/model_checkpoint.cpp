@@ -50,10 +50,11 @@ class ModelCheckpoint : public Checkpoint {
       std::copy(f.begin(), f.end(), out);
       return;
     }
-    const float* norm = id.kind == WeightKind::AttnNorm  ? model_.layer(id.layer).attn_norm
-                        : id.kind == WeightKind::FfnNorm ? model_.layer(id.layer).ffn_norm
-                        : id.kind == WeightKind::OutputNorm ? model_.output_norm()
-                                                            : nullptr;
+    const float* norm = id.kind == WeightKind::AttnNorm      ? model_.layer(id.layer).attn_norm
+                        : id.kind == WeightKind::FfnNorm     ? model_.layer(id.layer).ffn_norm
+                        : id.kind == WeightKind::FfnDownBias ? model_.layer(id.layer).ffn_down_bias
+                        : id.kind == WeightKind::OutputNorm  ? model_.output_norm()
+                                                             : nullptr;
     if (norm != nullptr) {
       std::copy(norm, norm + n, out);
       return;

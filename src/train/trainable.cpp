@@ -41,6 +41,7 @@ std::unique_ptr<Trainable> Trainable::full(OwnedLlamaModel& model) {
   const std::vector<WeightId> ids = model.weight_ids();
   t->storage_.reserve(ids.size());
   for (WeightId id : ids) {
+    if (id.kind == WeightKind::FfnDownBias) continue;  // frozen: a pruned model's compensation stays as computed
     std::span<float> value = model.weight(id);
     std::vector<float>& grad = t->storage_.emplace_back(value.size(), 0.0f);
     const auto [rows, cols] = weight_shape(p, id);

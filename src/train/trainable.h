@@ -26,7 +26,8 @@ class Trainable {
  public:
   // The adapter's A and B matrices; its gradient lives in an adapter of the same shape.
   static std::unique_ptr<Trainable> lora(LoraAdapter& adapter);
-  // Every weight of the model (a tied output shares the embedding's gradient).
+  // Every weight of the model (a tied output shares the embedding's gradient) except the
+  // ffn_down biases, which stay frozen (the forward adds them; no gradient flows to them).
   static std::unique_ptr<Trainable> full(OwnedLlamaModel& model);
 
   const std::vector<TrainableTensor>& tensors() const { return tensors_; }

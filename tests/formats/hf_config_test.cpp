@@ -338,5 +338,156 @@ TEST(HfConfig, DefaultsWhenOptionalFieldsAreAbsent) {
   EXPECT_FALSE(hf_config_to_json(p).contains("eos_token_id"));
 }
 
+// Nvidia's DeciLM layout (Llama-3.1-Nemotron-51B's config.json, cut to 4 layers): the
+// widths and KV heads come from block_configs.
+constexpr const char* kNemotronNas = R"({
+  "architectures": ["DeciLMForCausalLM"],
+  "attention_bias": false,
+  "block_configs": [
+    {"attention": {"n_heads_in_group": 8, "no_op": false, "replace_with_linear": false},
+     "ffn": {"ffn_mult": 5.25, "no_op": false, "replace_with_linear": false}},
+    {"attention": {"n_heads_in_group": 8, "no_op": false, "replace_with_linear": false},
+     "ffn": {"ffn_mult": 2.625, "no_op": false, "replace_with_linear": false}},
+    {"attention": {"n_heads_in_group": 8, "no_op": false, "replace_with_linear": false, "sparsify": null},
+     "ffn": {"ffn_mult": 1.3125, "no_op": false, "replace_with_linear": false}},
+    {"attention": {"n_heads_in_group": 8, "no_op": false, "replace_with_linear": false},
+     "ffn": {"ffn_mult": 3.5, "no_op": false, "replace_with_linear": false}}
+  ],
+  "bos_token_id": 128000,
+  "eos_token_id": [128001, 128008, 128009],
+  "hidden_act": "silu",
+  "hidden_size": 8192,
+  "intermediate_size": null,
+  "max_position_embeddings": 131072,
+  "mlp_bias": false,
+  "model_type": "nemotron-nas",
+  "num_attention_heads": 64,
+  "num_hidden_layers": 4,
+  "num_key_value_heads": null,
+  "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "vocab_size": 128256
+})";
+
+TEST(HfConfig, DeciLmBlockConfigs) {
+  const LlamaParams p = parse(kNemotronNas);
+  // int(2 · M · 8192 / 3) rounded up to a multiple of 256, computed by hand:
+  // 5.25 → 28672, 2.625 → 14336, 1.3125 → 7168, 3.5 → 19114.67 → 19114 → 19200.
+  EXPECT_EQ(p.n_ff, (std::vector<std::int64_t>{28672, 14336, 7168, 19200}));
+  EXPECT_EQ(p.n_head, 64);
+  EXPECT_EQ(p.n_head_kv, 8);
+  EXPECT_EQ(p.head_dim, 128);
+  EXPECT_EQ(p.n_embd, 8192);
+  ASSERT_TRUE(p.rope_scaling.has_value());
+  EXPECT_EQ(p.eos_token_ids.size(), 3u);
+  EXPECT_TRUE(p.ffn_down_bias.empty());
+  // Without model_type, the class name is enough.
+  json config = json::parse(kNemotronNas);
+  config.erase("model_type");
+  EXPECT_EQ(parse_hf_config(config, "c.json").n_ff, p.n_ff);
+}
+
+TEST(HfConfig, DeciLmIntermediateSizeFormula) {
+  // Python: int(2 * ffn_mult * n_embd / 3), then up to a multiple of 256.
+  EXPECT_EQ(decilm_intermediate_size(3.5, 4096), 9728);    // 9557.33 → 9557 → 9728
+  EXPECT_EQ(decilm_intermediate_size(3.9375, 4096), 10752);  // exactly 10752
+  EXPECT_EQ(decilm_intermediate_size(1.5, 256), 256);
+  EXPECT_EQ(decilm_intermediate_size(0.001, 256), 0);       // int(0.17) = 0, already a multiple of 256
+}
+
+TEST(HfConfig, DeciLmFfnMultGivesEveryMultipleOf256Exactly) {
+  for (const std::int64_t n_embd : {256, 576, 2048, 3072, 4096, 5120, 8192}) {
+    for (std::int64_t width = 256; width <= 8 * n_embd; width += 256) {
+      const double mult = decilm_ffn_mult(width, n_embd);
+      // What a reader sees after JSON: the same double, and the formula gives the width.
+      const double read = json::parse(json(mult).dump()).get<double>();
+      EXPECT_EQ(read, mult);
+      ASSERT_EQ(decilm_intermediate_size(read, n_embd), width) << n_embd << " " << width << " " << json(mult).dump();
+    }
+  }
+  EXPECT_EQ(decilm_ffn_mult(10752, 4096), 3.9375);
+  EXPECT_EQ(decilm_ffn_mult(14336, 4096), 5.25);
+  EXPECT_THROW(decilm_ffn_mult(10000, 4096), Error);
+  EXPECT_THROW(decilm_ffn_mult(0, 4096), Error);
+}
+
+TEST(HfConfig, DeciLmJsonRoundTrip) {
+  LlamaParams p = parse(kLlama31_8b);
+  for (std::size_t l = 0; l < p.n_ff.size(); ++l) p.n_ff[l] = 256 * static_cast<std::int64_t>(8 + 5 * l);
+  const json out = decilm_config_to_json(p, "out");
+  EXPECT_EQ(out["architectures"], json::array({"DeciLMForCausalLM"}));
+  EXPECT_EQ(out["model_type"], "nemotron-nas");
+  EXPECT_TRUE(out["intermediate_size"].is_null());
+  EXPECT_TRUE(out["num_key_value_heads"].is_null());
+  ASSERT_EQ(out["block_configs"].size(), 32u);
+  EXPECT_EQ(out["block_configs"][5]["attention"]["n_heads_in_group"], 4);
+  const LlamaParams back = parse_hf_config(json::parse(out.dump()), "out.json");
+  EXPECT_EQ(back.n_ff, p.n_ff);
+  EXPECT_EQ(back.n_head_kv, p.n_head_kv);
+  EXPECT_EQ(back.n_params(), p.n_params());
+  EXPECT_EQ(hf_config_to_json(back), hf_config_to_json(p));
+}
+
+TEST(HfConfig, DeciLmWidthNotAMultipleOf256) {
+  LlamaParams p = parse(kLlama31_8b);
+  p.n_ff[7] = 10000;
+  try {
+    decilm_config_to_json(p, "models/out");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("models/out"), std::string::npos) << message;
+    EXPECT_NE(message.find("layer 7"), std::string::npos) << message;
+    EXPECT_NE(message.find("multiple of 256"), std::string::npos) << message;
+  }
+}
+
+TEST(HfConfig, DeciLmErrorsNameFileAndBlock) {
+  struct Case {
+    const char* field;
+    std::function<void(json&)> damage;
+  };
+  const std::vector<Case> cases = {
+      {"block_configs", [](json& c) { c.erase("block_configs"); }},
+      {"block_configs", [](json& c) { c["block_configs"] = 3; }},
+      {"block_configs", [](json& c) { c["block_configs"].erase(1); }},
+      {"block_configs[1]", [](json& c) { c["block_configs"][1] = "block"; }},
+      {"block_configs[2].attention", [](json& c) { c["block_configs"][2].erase("attention"); }},
+      {"block_configs[2].ffn", [](json& c) { c["block_configs"][2]["ffn"] = json::array(); }},
+      {"block_configs[0].attention.no_op", [](json& c) { c["block_configs"][0]["attention"]["no_op"] = true; }},
+      {"block_configs[3].ffn.no_op", [](json& c) { c["block_configs"][3]["ffn"]["no_op"] = true; }},
+      {"block_configs[1].attention.replace_with_linear",
+       [](json& c) { c["block_configs"][1]["attention"]["replace_with_linear"] = true; }},
+      {"block_configs[1].ffn.replace_with_linear", [](json& c) { c["block_configs"][1]["ffn"]["replace_with_linear"] = true; }},
+      {"block_configs[2].attention.n_heads_in_group",
+       [](json& c) { c["block_configs"][2]["attention"]["n_heads_in_group"] = 4; }},  // varies
+      {"block_configs[0].attention.n_heads_in_group",
+       [](json& c) { c["block_configs"][0]["attention"]["n_heads_in_group"] = 7; }},  // does not divide 64
+      {"block_configs[0].attention.n_heads_in_group", [](json& c) { c["block_configs"][0]["attention"].erase("n_heads_in_group"); }},
+      {"block_configs[3].ffn.ffn_mult", [](json& c) { c["block_configs"][3]["ffn"]["ffn_mult"] = "3.5"; }},
+      {"block_configs[3].ffn.ffn_mult", [](json& c) { c["block_configs"][3]["ffn"]["ffn_mult"] = -1; }},
+      {"block_configs[3].ffn.ffn_mult", [](json& c) { c["block_configs"][3]["ffn"].erase("ffn_mult"); }},
+      {"block_configs[3].ffn.ffn_mult", [](json& c) { c["block_configs"][3]["ffn"]["ffn_mult"] = 1e-5; }},  // width 0
+      {"block_configs[3].ffn.gated", [](json& c) { c["block_configs"][3]["ffn"]["gated"] = false; }},
+      {"num_key_value_heads", [](json& c) { c["num_key_value_heads"] = 16; }},
+      {"model_type", [](json& c) { c["model_type"] = "deci"; }},
+  };
+  for (const auto& c : cases) {
+    json config = json::parse(kNemotronNas);
+    c.damage(config);
+    try {
+      parse_hf_config(config, "models/x/config.json");
+      ADD_FAILURE() << "no error for a bad " << c.field << ": " << config.dump();
+    } catch (const FormatError& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find("models/x/config.json: " + std::string(c.field)), std::string::npos) << message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace piquant

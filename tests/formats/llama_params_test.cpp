@@ -103,6 +103,7 @@ TEST(LlamaParams, ValidateRejectsAbsurdValues) {
       {"bos_token_id", [](LlamaParams& p) { p.bos_token_id = 128256; }},
       {"eos_token_id", [](LlamaParams& p) { p.eos_token_ids = {200000}; }},
       {"hidden_size", [](LlamaParams& p) { p.n_embd = std::int64_t{1} << 40; }},
+      {"ffn_down bias", [](LlamaParams& p) { p.ffn_down_bias.assign(31, true); }},
   };
   for (const auto& c : cases) {
     LlamaParams p = llama31_8b();
@@ -153,6 +154,58 @@ TEST(LlamaParams, RopeFreqFactorsMatchNumpyForLlama32_1B) {
   for (std::size_t i = 0; i < expected.size(); ++i) {
     EXPECT_NEAR(factors[i], expected[i], 1e-6 * expected[i]) << "pair " << i;
   }
+}
+
+TEST(LlamaParams, FfnDownBiasFlagsCountNEmbdEach) {
+  LlamaParams p = llama31_8b();
+  const std::int64_t without = p.n_params();
+  p.ffn_down_bias.assign(32, false);
+  EXPECT_EQ(p.n_params(), without);
+  p.ffn_down_bias[3] = p.ffn_down_bias[31] = true;
+  EXPECT_EQ(p.n_params(), without + 2 * 4096);
+  EXPECT_TRUE(p.has_ffn_down_bias(3));
+  EXPECT_FALSE(p.has_ffn_down_bias(4));
+  EXPECT_FALSE(p.has_ffn_down_bias(32));
+  EXPECT_FALSE(p.has_ffn_down_bias(-1));
+  p.validate("c.json");
+}
+
+// A GGUF keeps llama3 scaling only as its factors; config.json needs the parameters back.
+TEST(LlamaParams, Llama3ScalingRecoveredFromFactors) {
+  for (LlamaParams p : {llama31_8b(), llama32_1b()}) {
+    const std::vector<float> factors = p.rope_freq_factors();
+    const RopeScaling expected = *p.rope_scaling;
+    p.rope_scaling.reset();
+    const auto found = llama3_scaling_from_factors(p, factors, "m.gguf");
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->type, "llama3");
+    EXPECT_EQ(found->factor, expected.factor);
+    EXPECT_EQ(found->low_freq_factor, 1.0);
+    EXPECT_EQ(found->high_freq_factor, 4.0);
+    EXPECT_EQ(found->original_max_position_embeddings, 8192);
+  }
+  // Unusual settings: some scaling that gives the same factors.
+  LlamaParams p = llama31_8b();
+  p.rope_scaling = RopeScaling{"llama3", 16.0, 1.0, 2.5, 4096};
+  const std::vector<float> factors = p.rope_freq_factors();
+  p.rope_scaling.reset();
+  const auto found = llama3_scaling_from_factors(p, factors, "m.gguf");
+  ASSERT_TRUE(found.has_value());
+  p.rope_scaling = found;
+  const std::vector<float> again = p.rope_freq_factors();
+  for (std::size_t i = 0; i < factors.size(); ++i) EXPECT_NEAR(again[i], factors[i], 1e-6 * factors[i]) << i;
+
+  p.rope_scaling.reset();
+  EXPECT_FALSE(llama3_scaling_from_factors(p, std::vector<float>(64, 1.0f), "m.gguf").has_value());
+  std::vector<float> odd(64, 1.0f);
+  odd[3] = 5.0f;
+  try {
+    llama3_scaling_from_factors(p, odd, "m.gguf");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("m.gguf"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(llama3_scaling_from_factors(p, std::vector<float>(63, 1.0f), "m.gguf"), Error);
 }
 
 }  // namespace

@@ -270,6 +270,27 @@ TEST(Recipe, TensorTypeOverridesFirstMatchWinsThenFallback) {
   EXPECT_EQ(type_of(plan_all, "output.weight"), GgmlType::Q4_0);
 }
 
+// A pruned model's ffn_down bias (1-D, n_embd) stays F32 like the norms, and the other
+// tensors get what they get without it.
+TEST(Recipe, FfnDownBiasStaysF32) {
+  const LlamaParams p = seed_shape();
+  std::vector<CheckpointTensor> tensors = llama_tensors(p);
+  std::vector<CheckpointTensor> biased;
+  for (const CheckpointTensor& t : tensors) {
+    biased.push_back(t);
+    if (t.name == blk(5, "ffn_down")) biased.push_back(tensor("blk.5.ffn_down.bias", {p.n_embd}));
+  }
+  PlanOptions all;
+  all.overrides.push_back(parse_tensor_type_override("ffn_down=q4_0"));
+  for (const PlanOptions& options : {PlanOptions{}, all}) {
+    const QuantPlan plain = plan_quantization(quant_recipe("Q4_K_M"), p, tensors, options);
+    const QuantPlan plan = plan_quantization(quant_recipe("Q4_K_M"), p, biased, options);
+    EXPECT_EQ(type_of(plan, "blk.5.ffn_down.bias"), GgmlType::F32);
+    for (const PlannedTensor& t : plain.tensors) EXPECT_EQ(type_of(plan, t.name), t.type) << t.name;
+    EXPECT_EQ(plan_summary(plan).total_bytes, plan_summary(plain).total_bytes + 4 * 4096);
+  }
+}
+
 TEST(Recipe, BadOverridesAreErrors) {
   EXPECT_THROW(parse_tensor_type_override("ffn_up"), Error);
   EXPECT_THROW(parse_tensor_type_override("=q4_0"), Error);

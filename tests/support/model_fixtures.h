@@ -2,9 +2,12 @@
 // Models made for tests by the piquant CLI in a test's temporary folder.
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "support/test_support.h"
 
 namespace piquant::testing {
@@ -23,6 +26,21 @@ std::filesystem::path convert_stories260k(const TempDir& dir, const std::filesys
 // next-token distributions nearly uniform, which would make a comparison weak).
 std::filesystem::path synth_tiny(const TempDir& dir, const std::string& name, const std::string& widths, float stddev,
                                  std::uint64_t seed = 7);
+
+// The same as synth_tiny, written in-process (no CLI): the tiny preset with `widths`
+// (one per layer, or a LAYERS:WIDTH spec), weights ~ N(0, stddev), norms 1, its own
+// 512-token BPE tokenizer, as a Hugging Face folder dir/name.
+std::filesystem::path write_tiny_hf(const TempDir& dir, const std::string& name, const std::string& widths, float stddev,
+                                    std::uint64_t seed = 7);
+
+// n values ~ N(0, stddev²), the same on every machine for a seed.
+std::vector<float> random_values(std::int64_t n, float stddev, std::uint64_t seed);
+
+// `base` with blk.N.ffn_down.bias = biases[N] added (or replaced) after each listed
+// layer's ffn_down, stored F32, and params().ffn_down_bias flagging those layers. A
+// bias of the wrong length makes a tensor of that length (for corrupt-file tests).
+std::unique_ptr<Checkpoint> with_ffn_down_bias(std::unique_ptr<Checkpoint> base,
+                                               std::map<std::int64_t, std::vector<float>> biases);
 
 // Reads a whole file of little-endian float32.
 std::vector<float> read_floats(const std::filesystem::path& path);

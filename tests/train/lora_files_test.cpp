@@ -216,6 +216,14 @@ TEST(LoraFiles, WritersRefuseAdaptersThatDoNotFitTheBase) {
   LoraAdapter norm(2, 4.0f, RopePairing::Interleaved);
   norm.add(WeightId{WeightKind::AttnNorm, 0}, 1, 16);
   EXPECT_THROW(write_gguf_lora(norm, p, (dir / "a.gguf").string()), Error);
+  // A pruned model's ffn_down bias is never an adapter target.
+  LlamaParams biased = p;
+  biased.ffn_down_bias.assign(static_cast<std::size_t>(p.n_layer), true);
+  EXPECT_FALSE(lora_weight_shape(biased, WeightId{WeightKind::FfnDownBias, 0}).has_value());
+  LoraAdapter bias(2, 4.0f, RopePairing::Interleaved);
+  bias.add(WeightId{WeightKind::FfnDownBias, 0}, 16, 1);
+  EXPECT_THROW(write_gguf_lora(bias, biased, (dir / "a.gguf").string()), Error);
+  EXPECT_THROW(write_peft_lora(bias, biased, (dir / "peft").string()), Error);
   LoraAdapter zero_alpha = random_lora(p, {WeightKind::AttnV}, 2, 0.0f, RopePairing::Interleaved, 1.0f, 1);
   EXPECT_THROW(write_gguf_lora(zero_alpha, p, (dir / "a.gguf").string()), Error);  // llama.cpp would scale by 1
   EXPECT_THROW(write_gguf_lora(LoraAdapter(2, 4.0f, RopePairing::Interleaved), p, (dir / "a.gguf").string()), Error);

@@ -14,6 +14,7 @@
 #include "support/test_support.h"
 #include "train/model_checkpoint.h"
 #include "train/reference_llama.h"
+#include "train/trainable.h"
 #include "train/training_pass.h"
 
 namespace piquant {
@@ -151,6 +152,45 @@ TEST(ModelGradient, FullTrainingMatchesFiniteDifferences) {
   }
 }
 
+// A pruned model's ffn_down bias is frozen: the forward adds it (the loss is the
+// reference's with the bias), no gradient goes to it, and every other gradient is that
+// of the biased function. Full training and LoRA.
+TEST(ModelGradient, FrozenFfnDownBiasTrainsEverythingElse) {
+  LlamaParams params = tiny_params(32, 8, {48, 24});
+  params.ffn_down_bias = {true, false};
+  auto model = OwnedLlamaModel::random(params, stories_vocab(), RopePairing::Interleaved, 17, 0.3f);
+  std::mt19937 init(3);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (float& v : model->weight({WeightKind::FfnDownBias, 0})) v = normal(init);
+
+  auto trainable = Trainable::full(*model);
+  for (const TrainableTensor& t : trainable->tensors()) EXPECT_EQ(t.name.find("ffn_down.bias"), std::string::npos) << t.name;
+  EXPECT_EQ(trainable->parameter_count(), model->params().n_params() - 32);
+
+  const Batch batch = random_batch(6, 4);
+  ThreadPool pool(2);
+  TrainingPass pass(*model, nullptr, pool, 8, 3);
+  double without_bias = 0.0;
+  {
+    ReferenceLlama plain = ReferenceLlama::of(*model);
+    plain.w.erase({static_cast<int>(WeightKind::FfnDownBias), 0});
+    without_bias = plain.loss(batch.inputs, batch.targets, batch.weights);
+  }
+  const double loss = pass.forward_backward(batch.view(), {}, trainable->gradients());
+  const double reference = ReferenceLlama::of(*model).loss(batch.inputs, batch.targets, batch.weights);
+  EXPECT_NEAR(loss, reference, 1e-5 * loss);
+  EXPECT_GT(std::fabs(reference - without_bias), 1e-3 * reference) << "the bias must matter for this test to mean something";
+
+  std::mt19937 rng(6);
+  for (const TrainableTensor& t : trainable->tensors()) {
+    const std::vector<std::size_t> at = t.name == "token_embd.weight"
+                                            ? std::vector<std::size_t>{static_cast<std::size_t>(batch.inputs[1]) * 32 + 5}
+                                            : sample(t.value.size(), 3, rng);
+    const Sampled s = compare(t.value, t.grad.data(), at, batch, [&] { return ReferenceLlama::of(*model); });
+    EXPECT_LE(s.max_err, kTolerance * std::max(s.max_abs, 1e-3)) << t.name;
+  }
+}
+
 // An adapter with random A and B (B = 0 would leave dA = 0) on every target.
 LoraAdapter random_adapter(const LlamaModel& model, std::int64_t rank, float alpha, std::uint64_t seed) {
   LoraAdapter lora(rank, alpha, model.rope_pairing());
@@ -205,6 +245,18 @@ void check_lora_gradients(const LlamaModel& model, std::int64_t T, double tolera
 
 TEST(ModelGradient, LoraOnFloatBaseMatchesFiniteDifferences) {
   auto model = OwnedLlamaModel::random(tiny_params(32, 8, {40, 24}), stories_vocab(), RopePairing::HalfSplit, 12, 0.3f);
+  check_lora_gradients(*model, 6, kTolerance);
+}
+
+TEST(ModelGradient, LoraOverABaseWithFfnDownBiasesMatchesFiniteDifferences) {
+  LlamaParams params = tiny_params(32, 8, {40, 24});
+  params.ffn_down_bias = {true, true};
+  auto model = OwnedLlamaModel::random(params, stories_vocab(), RopePairing::HalfSplit, 18, 0.3f);
+  std::mt19937 init(4);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (std::int64_t l = 0; l < 2; ++l) {
+    for (float& v : model->weight({WeightKind::FfnDownBias, l})) v = normal(init);
+  }
   check_lora_gradients(*model, 6, kTolerance);
 }
 

@@ -89,6 +89,7 @@ ReferenceLlama ReferenceLlama::of(const LlamaModel& model, const LoraAdapter* lo
                          WeightKind::FfnUp, WeightKind::FfnDown}) {
       put_matrix({k, l});
     }
+    if (model.layer(l).ffn_down_bias != nullptr) put_norm({WeightKind::FfnDownBias, l}, model.layer(l).ffn_down_bias);
   }
   put_norm({WeightKind::OutputNorm, -1}, model.output_norm());
   put_matrix({WeightKind::Output, -1});
@@ -112,10 +113,9 @@ std::vector<double> ReferenceLlama::linear(WeightKind kind, std::int64_t layer, 
   return y;
 }
 
-double ReferenceLlama::loss(const std::vector<std::int32_t>& inputs, const std::vector<std::int32_t>& targets,
-                            const std::vector<float>& weights) const {
+std::vector<std::vector<double>> ReferenceLlama::hidden(const std::vector<std::int32_t>& inputs) const {
   const LlamaParams& p = params;
-  const std::int64_t E = p.n_embd, D = p.head_dim, H = p.n_head, KV = p.n_head_kv, V = p.n_vocab;
+  const std::int64_t E = p.n_embd, D = p.head_dim, H = p.n_head, KV = p.n_head_kv;
   const auto T = static_cast<std::int64_t>(inputs.size());
   const auto W = [&](WeightKind k, std::int64_t l) -> const Vec& { return w.at({static_cast<int>(k), l}); };
   std::vector<Vec> x(static_cast<std::size_t>(T));
@@ -165,10 +165,33 @@ double ReferenceLlama::loss(const std::vector<std::int32_t>& inputs, const std::
       Vec g = linear(WeightKind::FfnGate, l, F, E, n, t);
       const Vec u = linear(WeightKind::FfnUp, l, F, E, n, t);
       for (std::int64_t i = 0; i < F; ++i) g[static_cast<std::size_t>(i)] = g[static_cast<std::size_t>(i)] / (1.0 + std::exp(-g[static_cast<std::size_t>(i)])) * u[static_cast<std::size_t>(i)];
-      const Vec d = linear(WeightKind::FfnDown, l, E, F, g, t);
+      Vec d = linear(WeightKind::FfnDown, l, E, F, g, t);
+      if (const auto bias = w.find({static_cast<int>(WeightKind::FfnDownBias), l}); bias != w.end()) {
+        for (std::int64_t i = 0; i < E; ++i) d[static_cast<std::size_t>(i)] += bias->second[static_cast<std::size_t>(i)];
+      }
       for (std::int64_t i = 0; i < E; ++i) x[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)] += d[static_cast<std::size_t>(i)];
     }
   }
+  return x;
+}
+
+std::vector<std::vector<double>> ReferenceLlama::logits(const std::vector<std::int32_t>& inputs) const {
+  std::vector<Vec> x = hidden(inputs);
+  std::vector<Vec> out;
+  for (const Vec& row : x) {
+    const Vec n = rms_norm(row, w.at({static_cast<int>(WeightKind::OutputNorm), -1}), params.rms_norm_eps);
+    out.push_back(product(w.at({static_cast<int>(WeightKind::Output), -1}), params.n_vocab, params.n_embd, n));
+  }
+  return out;
+}
+
+double ReferenceLlama::loss(const std::vector<std::int32_t>& inputs, const std::vector<std::int32_t>& targets,
+                            const std::vector<float>& weights) const {
+  const LlamaParams& p = params;
+  const std::int64_t E = p.n_embd, V = p.n_vocab;
+  const auto T = static_cast<std::int64_t>(inputs.size());
+  const auto W = [&](WeightKind k, std::int64_t l) -> const Vec& { return w.at({static_cast<int>(k), l}); };
+  const std::vector<Vec> x = hidden(inputs);
   double total = 0.0;
   for (std::int64_t t = 0; t < T; ++t) {
     if (weights[static_cast<std::size_t>(t)] == 0.0f || targets[static_cast<std::size_t>(t)] < 0) continue;
