@@ -1,5 +1,6 @@
 // piquant prune: remove whole MLP neurons in a layer range, by an importance criterion,
-// to a ratio, a parameter count or a file size; writes a GGUF (deci when widths differ).
+// to a ratio, a parameter count or a file size; writes a GGUF (deci when widths differ)
+// or a Hugging Face folder (DeciLM layout when widths differ).
 #include <unistd.h>
 
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/gguf_export.h"
+#include "checkpoint/hf_export.h"
 #include "engine/llama_model.h"
 #include "prune/prune_job.h"
 #include "prune/pruned_checkpoint.h"
@@ -42,7 +44,7 @@ struct PruneArgs {
   std::string calib;
   std::int64_t calib_tokens = 65536;
   std::int64_t calib_seq = 512;
-  std::string type = "f16";
+  std::string type;  // default: f16 for a GGUF, bf16 for a folder
   std::string report;
   unsigned threads = 0;
   bool dry_run = false;
@@ -83,9 +85,11 @@ std::function<std::uint64_t(const LlamaParams&)> byte_counter(const std::string&
 
 void run_prune(const PruneArgs& args) {
   const auto start = std::chrono::steady_clock::now();
-  const auto type = ggml_type_from_name(args.type);
+  const bool to_gguf = args.output.size() >= 5 && args.output.compare(args.output.size() - 5, 5, ".gguf") == 0;
+  const std::string type_name = !args.type.empty() ? args.type : to_gguf ? "f16" : "bf16";
+  const auto type = ggml_type_from_name(type_name);
   if (!type || (*type != GgmlType::F32 && *type != GgmlType::F16 && *type != GgmlType::BF16)) {
-    throw Error("--type '" + args.type + "': prune writes f32, f16 or bf16 (quantize the pruned model afterwards)");
+    throw Error("--type '" + type_name + "': prune writes f32, f16 or bf16 (quantize the pruned model afterwards)");
   }
   const auto model = LlamaModel::load(args.model);
   const auto checkpoint = open_checkpoint(args.model);
@@ -129,16 +133,26 @@ void run_prune(const PruneArgs& args) {
   if (!args.dry_run) {
     if (args.output.empty()) throw Error("prune: give an output file (-o) or --dry-run");
     const PrunedCheckpoint pruned(*checkpoint, decision.plan.params, decision.plan.kept, decision.biases);
-    GgufExportOptions options;
-    options.type = *type;
-    options.n_threads = pool.size();
-    options.progress = [](std::size_t done, std::size_t total, std::uint64_t) {
+    const auto progress = [](std::size_t done, std::size_t total, std::uint64_t) {
       progress_line("writing tensor", static_cast<std::int64_t>(done), static_cast<std::int64_t>(total));
     };
-    const GgufExportSummary summary = export_gguf(pruned, args.output, options);
     report["output"] = args.output;
-    report["architecture"] = summary.architecture;
-    report["tensor_bytes"] = summary.tensor_bytes;
+    if (to_gguf) {
+      GgufExportOptions options;
+      options.type = *type;
+      options.n_threads = pool.size();
+      options.progress = progress;
+      const GgufExportSummary summary = export_gguf(pruned, args.output, options);
+      report["architecture"] = summary.architecture;
+      report["tensor_bytes"] = summary.tensor_bytes;
+    } else {
+      HfExportOptions options;
+      options.dtype = *type == GgmlType::F32 ? SafeDtype::F32 : *type == GgmlType::F16 ? SafeDtype::F16 : SafeDtype::BF16;
+      options.progress = progress;
+      const HfExportSummary summary = export_hf(pruned, args.output, options);
+      report["architecture"] = summary.layout == "decilm" ? "DeciLMForCausalLM" : "LlamaForCausalLM";
+      report["tensor_bytes"] = summary.tensor_bytes;
+    }
   }
   report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report["peak_rss_bytes"] = read_process_memory().peak;
@@ -170,7 +184,9 @@ void register_prune(CLI::App& app) {
   auto args = std::make_shared<PruneArgs>();
   CLI::App* cmd = app.add_subcommand("prune", "Remove whole MLP neurons (structured pruning) and write the smaller model");
   cmd->add_option("-m,--model", args->model, "Float model: .gguf (f32/f16/bf16) or Hugging Face folder")->required();
-  cmd->add_option("-o,--output", args->output, "Output .gguf (architecture deci when widths differ)");
+  cmd->add_option("-o,--output", args->output,
+                  "NAME.gguf writes a GGUF (architecture deci when widths differ); any other name a Hugging Face folder "
+                  "(DeciLM / nemotron-nas layout when widths differ: multiples of 256)");
   cmd->add_option("--layers", args->layers, "Layer range to prune, e.g. 4-27 (default: all)");
   cmd->add_option("--criterion", args->criterion, "Importance: magnitude, wanda, activation, flap, taylor (default flap)")
       ->check(CLI::IsMember(prune_criterion_names()));
@@ -187,7 +203,7 @@ void register_prune(CLI::App& app) {
   cmd->add_option("--calib", args->calib, "Calibration text file (every criterion but magnitude, and bias compensation)");
   cmd->add_option("--calib-tokens", args->calib_tokens, "Calibration tokens to use (default 65536)");
   cmd->add_option("--calib-seq", args->calib_seq, "Calibration sequence length (default 512)");
-  cmd->add_option("--type", args->type, "Weight type written: f32, f16 or bf16 (default f16)")
+  cmd->add_option("--type", args->type, "Weight type written: f32, f16 or bf16 (default f16 for a GGUF, bf16 for a folder)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}, CLI::ignore_case));
   cmd->add_option("--report", args->report, "Write the JSON report here");
   cmd->add_option("-t,--threads", args->threads, "Threads (default: one per physical core)");

@@ -18,6 +18,8 @@
 #include "engine/llama_model.h"
 #include "interop/engine_parity_support.h"
 #include "interop/llama_cpp_runner.h"
+#include "support/model_fixtures.h"
+#include "support/test_support.h"
 
 namespace piquant::testing {
 namespace {
@@ -60,6 +62,14 @@ Comparison compare(const json& theirs, const std::vector<float>& ours, std::size
   return c;
 }
 
+std::vector<std::int32_t> parity_tokens(const LlamaModel& model) {
+  std::string text;
+  while (text.size() < 2000) text += "It was a bright cold day in April, and the clocks were striking thirteen. ";
+  std::vector<std::int32_t> tokens = model.tokenizer().encode(text, /*add_special=*/true, /*parse_special=*/false);
+  tokens.resize(kSequence);
+  return tokens;
+}
+
 void check_bias_parity(const std::string& widths, const std::vector<std::int64_t>& biased_layers, const std::string& arch) {
   const TempDir dir;
   // stddev 0.25 as in engine_parity_logits.cpp: peaked distributions that depend on position.
@@ -99,6 +109,45 @@ void check_bias_parity(const std::string& widths, const std::vector<std::int64_t
   // llama.cpp really added the biases: without them the distributions are far apart.
   EXPECT_GT(without.max_prob_diff, 0.05);
 }
+
+// Files written by `piquant prune` itself: FLAP with bias compensation (deci, biases on
+// the pruned layers) and magnitude without (deci, no bias).
+void check_pruned_parity(const std::string& criterion, const std::string& bias) {
+  const TempDir dir;
+  const auto hf = write_tiny_hf(dir, "hf", "96,128,64,160", 0.25f);
+  const auto calib = dir / "calib.txt";
+  std::string text;
+  for (int i = 0; text.size() < 6000; ++i) text += "The " + std::to_string(i) + " clocks in April were striking thirteen, and it was cold. ";
+  write_file(calib, text);
+  const auto pruned = dir / "pruned.gguf";
+  run_piquant("prune -m " + shell_quote(hf.string()) + " --layers 1-3 --ratio 0.25 --align 32 --criterion " + criterion +
+              " --bias-compensation " + bias + " --calib " + shell_quote(calib.string()) +
+              " --calib-seq 64 --type f32 -o " + shell_quote(pruned.string()));
+  const auto model = LlamaModel::load(pruned.string());
+  ASSERT_EQ(model->architecture(), "deci");
+  ASSERT_NE(model->params().n_ff, (std::vector<std::int64_t>{96, 128, 64, 160}));
+  const std::vector<std::int64_t> full = {96, 128, 64, 160};
+  int with_bias = 0;
+  for (std::int64_t l = 0; l < 4; ++l) {
+    const bool pruned_layer = model->params().n_ff[static_cast<std::size_t>(l)] < full[static_cast<std::size_t>(l)];
+    ASSERT_EQ(model->layer(l).ffn_down_bias != nullptr, bias == "on" && pruned_layer) << l;
+    with_bias += model->layer(l).ffn_down_bias != nullptr;
+  }
+  if (bias == "on") ASSERT_GE(with_bias, 2);
+  const std::vector<std::int32_t> tokens = parity_tokens(*model);
+  const json answer = run_llama_cpp({"logits", pruned.string(), json(tokens).dump(), "--kv-type", "F32", "--flash-attention", "off"});
+  const auto n_vocab = static_cast<std::size_t>(model->params().n_vocab);
+  const Comparison same = compare(answer.at("logits"), piquant_logits(*model, tokens), n_vocab);
+  std::cout << "pruned by " << criterion << " (bias " << bias << "), parity over " << kSequence << " positions: max |Δp| "
+            << same.max_prob_diff << ", max |Δlogit| / max |logit| " << same.max_logit_rel_diff << "\n";
+  EXPECT_GT(same.max_top_prob, 0.5);
+  EXPECT_LE(same.max_prob_diff, 1e-3);
+  EXPECT_LE(same.max_logit_rel_diff, 1e-3);
+}
+
+TEST(EngineParity, PrunedWithBiasCompensationMatchesLlamaCpp) { check_pruned_parity("flap", "on"); }
+
+TEST(EngineParity, PrunedWithoutBiasMatchesLlamaCpp) { check_pruned_parity("magnitude", "off"); }
 
 TEST(EngineParity, DeciModelWithFfnDownBiasesMatchesLlamaCpp) {
   check_bias_parity("96,128,64,160", {1, 2}, "deci");
