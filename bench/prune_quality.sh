@@ -6,8 +6,10 @@
 # model, equal steps.
 #
 # The model is stories260K (../shared) until the project's default model exists; its
-# text is its own: stories sampled from it (temperature 0.8, seeds 1..N), split into
-# calibration, training and held-out parts that share no story.
+# text is its own: stories sampled from its full distribution (temperature 1, no top-k,
+# top-p or min-p truncation; seeds 1..N), so that the unpruned model is the text's true
+# distribution and no pruned or fine-tuned model can beat its perplexity except by
+# chance; split into calibration, training and held-out parts that share no story.
 #
 # From the project root, after a Release build:
 #   bash bench/prune_quality.sh [WORK_DIR]          # default build/bench/prune
@@ -36,7 +38,7 @@ if [ ! -f "$WORK/heldout.txt" ]; then
   : > "$WORK/calib.txt"; : > "$WORK/train.txt"; : > "$WORK/heldout.txt"
   for i in $(seq 1 "$STORIES"); do
     if [ "$i" -le $((STORIES / 5)) ]; then part=calib; elif [ "$i" -le $((STORIES * 4 / 5)) ]; then part=train; else part=heldout; fi
-    "$PIQUANT" generate -m "$BASE" -p "Once upon a time" -n 400 --temp 0.8 -s "$i" -t 1 2> /dev/null >> "$WORK/$part.txt"
+    "$PIQUANT" generate -m "$BASE" -p "Once upon a time" -n 400 --temp 1 --top-k 0 --top-p 1 --min-p 0 -s "$i" -t 1 2> /dev/null >> "$WORK/$part.txt"
     printf '\n\n' >> "$WORK/$part.txt"
   done
 fi
