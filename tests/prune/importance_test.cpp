@@ -36,21 +36,6 @@ namespace {
 using Sequences = std::vector<std::vector<std::int32_t>>;
 using testing::ReferenceLlama;
 
-LlamaParams tiny_params(std::vector<std::int64_t> n_ff, std::int64_t n_embd = 32) {
-  LlamaParams p;
-  p.n_vocab = 512;
-  p.n_embd = n_embd;
-  p.n_layer = static_cast<std::int64_t>(n_ff.size());
-  p.n_head = 4;
-  p.n_head_kv = 2;
-  p.head_dim = n_embd / 4;
-  p.n_ff = std::move(n_ff);
-  p.rope_theta = 10000.0;
-  p.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 32};  // short original context: every factor band in use
-  p.rms_norm_eps = 1e-5;
-  return p;
-}
-
 Sequences random_sequences(const std::vector<std::size_t>& lengths, std::uint32_t seed) {
   std::mt19937 rng(seed);
   Sequences out;
@@ -174,7 +159,7 @@ class TinyModel : public ::testing::Test {
   }
   std::unique_ptr<OwnedLlamaModel> model(std::vector<std::int64_t> n_ff, std::uint64_t seed,
                                          RopePairing pairing = RopePairing::HalfSplit) const {
-    return OwnedLlamaModel::random(tiny_params(std::move(n_ff)), vocab_, pairing, seed, 0.3f);
+    return OwnedLlamaModel::random(testing::tiny_llama_params(std::move(n_ff)), vocab_, pairing, seed, 0.3f);
   }
   Vocab vocab_;
 };

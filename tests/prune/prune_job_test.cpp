@@ -12,6 +12,7 @@
 #include "engine/owned_model.h"
 #include "prune/prune_job.h"
 #include "prune/pruned_checkpoint.h"
+#include "support/model_fixtures.h"
 #include "support/test_support.h"
 #include "tokenizer/vocab.h"
 #include "train/model_checkpoint.h"
@@ -20,16 +21,8 @@ namespace piquant {
 namespace {
 
 std::unique_ptr<OwnedLlamaModel> tiny_model() {
-  LlamaParams p;
-  p.n_vocab = 512;
-  p.n_embd = 32;
-  p.n_layer = 3;
-  p.n_head = 4;
-  p.n_head_kv = 2;
-  p.head_dim = 8;
-  p.n_ff = {48, 40, 48};
-  const auto vocab_path = testing::shared_dir() / "models/stories260K/tok512.bin";
-  return OwnedLlamaModel::random(p, load_vocab_llama2c(vocab_path.string(), 512), RopePairing::Interleaved, 21, 0.3f);
+  LlamaParams p = testing::tiny_llama_params({48, 40, 48});
+  return OwnedLlamaModel::random(p, testing::stories260k_vocab(), RopePairing::Interleaved, 21, 0.3f);
 }
 
 std::vector<float> logits_of(const LlamaModel& model, const std::vector<std::int32_t>& tokens) {
@@ -59,8 +52,7 @@ std::unique_ptr<LlamaModel> pruned_model(const LlamaModel& model, const PruneDec
 }
 
 TEST(PruneJob, BiasCompensationKeepsTheOutputOfInputsWhoseActivationsAreConstant) {
-  const auto vocab_path = PIQUANT_SHARED_FILE("models/stories260K/tok512.bin");
-  (void)vocab_path;
+  (void)PIQUANT_SHARED_FILE("models/stories260K/tok512.bin");  // the vocabulary; skips without the shared data
   auto model = tiny_model();
   ThreadPool pool(2);
   const std::vector<std::int32_t> token = {1};  // one position: every neuron's activation is one constant
@@ -90,7 +82,7 @@ TEST(PruneJob, BiasCompensationKeepsTheOutputOfInputsWhoseActivationsAreConstant
 }
 
 TEST(PruneJob, CalibrationTextIsCutIntoBosLedSequences) {
-  const auto vocab_path = PIQUANT_SHARED_FILE("models/stories260K/tok512.bin");
+  (void)PIQUANT_SHARED_FILE("models/stories260K/tok512.bin");
   auto model = tiny_model();
   std::string text;
   while (text.size() < 3000) text += "Once upon a time there was a little dog. ";

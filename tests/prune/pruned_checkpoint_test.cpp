@@ -9,6 +9,7 @@
 #include "engine/llama_context.h"
 #include "engine/owned_model.h"
 #include "prune/pruned_checkpoint.h"
+#include "support/model_fixtures.h"
 #include "support/test_support.h"
 #include "tokenizer/vocab.h"
 #include "train/model_checkpoint.h"
@@ -16,22 +17,8 @@
 namespace piquant {
 namespace {
 
-LlamaParams tiny(std::vector<std::int64_t> n_ff) {
-  LlamaParams p;
-  p.n_vocab = 512;
-  p.n_embd = 32;
-  p.n_layer = static_cast<std::int64_t>(n_ff.size());
-  p.n_head = 4;
-  p.n_head_kv = 2;
-  p.head_dim = 8;
-  p.n_ff = std::move(n_ff);
-  p.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 32};
-  return p;
-}
-
 std::unique_ptr<OwnedLlamaModel> tiny_model(std::uint64_t seed) {
-  const auto vocab_path = testing::shared_dir() / "models/stories260K/tok512.bin";
-  return OwnedLlamaModel::random(tiny({48, 40, 48}), load_vocab_llama2c(vocab_path.string(), 512), RopePairing::Interleaved,
+  return OwnedLlamaModel::random(testing::tiny_llama_params({48, 40, 48}), testing::stories260k_vocab(), RopePairing::Interleaved,
                                  seed, 0.3f);
 }
 

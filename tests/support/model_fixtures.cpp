@@ -135,6 +135,25 @@ std::unique_ptr<Checkpoint> with_ffn_down_bias(std::unique_ptr<Checkpoint> base,
   return std::make_unique<BiasedCheckpoint>(std::move(base), std::move(biases));
 }
 
+LlamaParams tiny_llama_params(std::vector<std::int64_t> n_ff, std::int64_t n_embd) {
+  LlamaParams p;
+  p.n_vocab = 512;
+  p.n_embd = n_embd;
+  p.n_layer = static_cast<std::int64_t>(n_ff.size());
+  p.n_head = 4;
+  p.n_head_kv = 2;
+  p.head_dim = n_embd / 4;
+  p.n_ff = std::move(n_ff);
+  p.rope_theta = 10000.0;
+  p.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 32};
+  p.rms_norm_eps = 1e-5;
+  return p;
+}
+
+Vocab stories260k_vocab() {
+  return load_vocab_llama2c((shared_dir() / "models/stories260K/tok512.bin").string(), 512);
+}
+
 std::vector<float> read_floats(const std::filesystem::path& path) {
   const std::string bytes = read_file(path);
   if (bytes.size() % 4 != 0) throw std::runtime_error(path.string() + ": not a whole number of float32");

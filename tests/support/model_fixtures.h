@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "formats/llama_params.h"
 #include "support/test_support.h"
+#include "tokenizer/vocab.h"
 
 namespace piquant::testing {
 
@@ -41,6 +43,14 @@ std::vector<float> random_values(std::int64_t n, float stddev, std::uint64_t see
 // bias of the wrong length makes a tensor of that length (for corrupt-file tests).
 std::unique_ptr<Checkpoint> with_ffn_down_bias(std::unique_ptr<Checkpoint> base,
                                                std::map<std::int64_t, std::vector<float>> biases);
+
+// A tiny Llama shape for models built in memory: stories260K's 512-token vocabulary,
+// 4 query heads and 2 KV heads of n_embd / 4, llama3 rope scaling over a short original
+// context (32 positions, so every factor band is in use), one MLP width per layer.
+LlamaParams tiny_llama_params(std::vector<std::int64_t> n_ff, std::int64_t n_embd = 32);
+
+// stories260K's 512-token vocabulary (tok512.bin under the shared folder).
+Vocab stories260k_vocab();
 
 // Reads a whole file of little-endian float32.
 std::vector<float> read_floats(const std::filesystem::path& path);

@@ -11,6 +11,7 @@
 
 #include "checkpoint/gguf_export.h"
 #include "engine/owned_model.h"
+#include "support/model_fixtures.h"
 #include "support/test_support.h"
 #include "train/model_checkpoint.h"
 #include "train/reference_llama.h"
@@ -21,26 +22,6 @@ namespace piquant {
 namespace {
 
 using testing::ReferenceLlama;
-
-LlamaParams tiny_params(std::int64_t n_embd, std::int64_t head_dim, std::vector<std::int64_t> n_ff) {
-  LlamaParams p;
-  p.n_vocab = 512;
-  p.n_embd = n_embd;
-  p.n_layer = static_cast<std::int64_t>(n_ff.size());
-  p.n_head = 4;
-  p.n_head_kv = 2;
-  p.head_dim = head_dim;
-  p.n_ff = std::move(n_ff);
-  p.rope_theta = 10000.0;
-  p.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 32};  // short original context: every factor band in use
-  p.rms_norm_eps = 1e-5;
-  return p;
-}
-
-Vocab stories_vocab() {
-  const auto path = testing::shared_dir() / "models/stories260K/tok512.bin";
-  return load_vocab_llama2c(path.string(), 512);
-}
 
 struct Batch {
   std::vector<std::int32_t> inputs, targets;
@@ -103,9 +84,9 @@ std::vector<std::size_t> sample(std::size_t n, std::size_t count, std::mt19937& 
 constexpr double kTolerance = 2e-3;  // of the largest sampled gradient
 
 TEST(ModelGradient, FullTrainingMatchesFiniteDifferences) {
-  const Vocab vocab = stories_vocab();
+  const Vocab vocab = testing::stories260k_vocab();
   for (RopePairing pairing : {RopePairing::Interleaved, RopePairing::HalfSplit}) {
-    auto model = OwnedLlamaModel::random(tiny_params(32, 8, {48, 24}), vocab, pairing, 11, 0.3f);
+    auto model = OwnedLlamaModel::random(testing::tiny_llama_params({48, 24}, 32), vocab, pairing, 11, 0.3f);
     const Batch batch = random_batch(7, 3);
     ThreadPool pool(2);
     TrainingPass pass(*model, nullptr, pool, 8, 3);  // chunks of 3: the loss head's chunking runs
@@ -156,9 +137,9 @@ TEST(ModelGradient, FullTrainingMatchesFiniteDifferences) {
 // reference's with the bias), no gradient goes to it, and every other gradient is that
 // of the biased function. Full training and LoRA.
 TEST(ModelGradient, FrozenFfnDownBiasTrainsEverythingElse) {
-  LlamaParams params = tiny_params(32, 8, {48, 24});
+  LlamaParams params = testing::tiny_llama_params({48, 24}, 32);
   params.ffn_down_bias = {true, false};
-  auto model = OwnedLlamaModel::random(params, stories_vocab(), RopePairing::Interleaved, 17, 0.3f);
+  auto model = OwnedLlamaModel::random(params, testing::stories260k_vocab(), RopePairing::Interleaved, 17, 0.3f);
   std::mt19937 init(3);
   std::normal_distribution<float> normal(0.0f, 0.5f);
   for (float& v : model->weight({WeightKind::FfnDownBias, 0})) v = normal(init);
@@ -244,14 +225,14 @@ void check_lora_gradients(const LlamaModel& model, std::int64_t T, double tolera
 }
 
 TEST(ModelGradient, LoraOnFloatBaseMatchesFiniteDifferences) {
-  auto model = OwnedLlamaModel::random(tiny_params(32, 8, {40, 24}), stories_vocab(), RopePairing::HalfSplit, 12, 0.3f);
+  auto model = OwnedLlamaModel::random(testing::tiny_llama_params({40, 24}, 32), testing::stories260k_vocab(), RopePairing::HalfSplit, 12, 0.3f);
   check_lora_gradients(*model, 6, kTolerance);
 }
 
 TEST(ModelGradient, LoraOverABaseWithFfnDownBiasesMatchesFiniteDifferences) {
-  LlamaParams params = tiny_params(32, 8, {40, 24});
+  LlamaParams params = testing::tiny_llama_params({40, 24}, 32);
   params.ffn_down_bias = {true, true};
-  auto model = OwnedLlamaModel::random(params, stories_vocab(), RopePairing::HalfSplit, 18, 0.3f);
+  auto model = OwnedLlamaModel::random(params, testing::stories260k_vocab(), RopePairing::HalfSplit, 18, 0.3f);
   std::mt19937 init(4);
   std::normal_distribution<float> normal(0.0f, 0.5f);
   for (std::int64_t l = 0; l < 2; ++l) {
@@ -263,14 +244,14 @@ TEST(ModelGradient, LoraOverABaseWithFfnDownBiasesMatchesFiniteDifferences) {
 // Dropout on the adapter's inputs: the reference applies the adapter apart, position by
 // position, with the same mask; the gradients must be those of the dropped function.
 TEST(ModelGradient, LoraWithDropoutMatchesFiniteDifferences) {
-  auto model = OwnedLlamaModel::random(tiny_params(32, 8, {40, 24}), stories_vocab(), RopePairing::Interleaved, 15, 0.3f);
+  auto model = OwnedLlamaModel::random(testing::tiny_llama_params({40, 24}, 32), testing::stories260k_vocab(), RopePairing::Interleaved, 15, 0.3f);
   check_lora_gradients(*model, 6, kTolerance, {0.3f, 77});
 }
 
 // A quantized base: the same model exported as Q8_0 / Q4_K and loaded from the file.
 TEST(ModelGradient, LoraOnQuantizedBaseMatchesFiniteDifferences) {
   const testing::TempDir dir;
-  auto owned = OwnedLlamaModel::random(tiny_params(256, 64, {512}), stories_vocab(), RopePairing::Interleaved, 13, 0.08f);
+  auto owned = OwnedLlamaModel::random(testing::tiny_llama_params({512}, 256), testing::stories260k_vocab(), RopePairing::Interleaved, 13, 0.08f);
   for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K}) {
     const std::string path = (dir.path() / (std::string(ggml_type_name(type)) + ".gguf")).string();
     GgufExportOptions options;
@@ -286,7 +267,7 @@ TEST(ModelGradient, LoraOnQuantizedBaseMatchesFiniteDifferences) {
 // Same inputs, weights and threads: bit-identical gradients; and the thread count
 // changes nothing either.
 TEST(ModelGradient, BitIdenticalForAnyThreadCount) {
-  auto model = OwnedLlamaModel::random(tiny_params(32, 8, {48, 24}), stories_vocab(), RopePairing::Interleaved, 14, 0.3f);
+  auto model = OwnedLlamaModel::random(testing::tiny_llama_params({48, 24}, 32), testing::stories260k_vocab(), RopePairing::Interleaved, 14, 0.3f);
   LoraAdapter lora = random_adapter(*model, 4, 8.0f, 22);
   const Batch batch = random_batch(37, 4);  // attention and MLP steps of odd sizes
   std::vector<std::vector<float>> runs;
@@ -314,7 +295,7 @@ TEST(ModelGradient, BitIdenticalForAnyThreadCount) {
 // Keeping every layer's activations instead of recomputing them changes no bit of the
 // loss or the gradients (full training and LoRA with dropout).
 TEST(ModelGradient, KeptActivationsGiveTheRecomputedGradientsBitForBit) {
-  auto model = OwnedLlamaModel::random(tiny_params(32, 8, {48, 24}), stories_vocab(), RopePairing::Interleaved, 16, 0.3f);
+  auto model = OwnedLlamaModel::random(testing::tiny_llama_params({48, 24}, 32), testing::stories260k_vocab(), RopePairing::Interleaved, 16, 0.3f);
   LoraAdapter lora = random_adapter(*model, 4, 8.0f, 23);
   const Batch batch = random_batch(150, 6);  // MLP steps of 128 + 22 tokens
   ThreadPool pool(2);
