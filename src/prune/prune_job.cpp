@@ -84,12 +84,17 @@ nlohmann::json pruning_report(const LlamaParams& before, const PruneSettings& se
   if (settings.target.ratio) target["ratio"] = *settings.target.ratio;
   if (settings.target.params) target["params"] = *settings.target.params;
   if (settings.target.bytes) target["bytes"] = *settings.target.bytes;
+  nlohmann::json sizes;
+  if (settings.target.bytes_of) {  // the size the target was counted in, before and after
+    sizes = {{"bytes_before", settings.target.bytes_of(before)}, {"bytes_after", settings.target.bytes_of(after)}};
+  }
   return {{"criterion", prune_criterion_name(settings.criterion)},
           {"allocation", width_allocation_name(settings.widths.allocation)},
           {"layers", {decision.plan.first_layer, decision.plan.last_layer}},
           {"align", settings.widths.align},
           {"bias_compensation", settings.widths.bias_compensation},
           {"target", target},
+          {"target_sizes", sizes},
           {"params_before", before.n_params()},
           {"params_after", after.n_params()},
           {"calibration_tokens", decision.calibration_tokens},

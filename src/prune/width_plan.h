@@ -34,7 +34,10 @@ std::string width_allocation_name(WidthAllocation allocation);
 struct WidthTarget {
   std::optional<double> ratio;             // share of the range's neurons to remove, in [0, 1)
   std::optional<std::int64_t> params;      // parameters of the whole pruned model (at most)
-  // Bytes of the pruned model's tensor data (at most), as `bytes_of` counts them.
+  // Bytes of the pruned model's tensor data (at most), as `bytes_of` counts them. The
+  // search assumes bytes grow with the widths: at a recipe's types that holds while
+  // ffn_down rows stay whole blocks (widths multiples of 256 for K-quants, 32 for Q8_0);
+  // other widths fall back to bigger types, as llama.cpp does.
   std::optional<std::uint64_t> bytes;
   std::function<std::uint64_t(const LlamaParams&)> bytes_of;
 };

@@ -124,6 +124,31 @@ TEST_F(PruneCli, HuggingFaceFolderOutputIsTheSameModelAsTheGguf) {
   EXPECT_FALSE(std::filesystem::exists(bad / "config.json"));
 }
 
+TEST_F(PruneCli, SizeTargetAtARecipesTypesIsMet) {
+  testing::TempDir out;
+  const auto report = out / "report.json";
+  // Ask for 90% of the Q8_0 size: the plan must come in under it and within one chunk of it.
+  // --align 32 keeps every ffn_down row a whole number of Q8_0 blocks (a row length of
+  // 124 would fall back to F16 and make the size jump); global allocation grows one
+  // chunk of 32 neurons at a time: 32 × 3 × 64 weights at 34 bytes per 32.
+  const auto dry = [&](const std::string& target) {
+    const auto r = run_cli("prune -m " + shell_quote(*model_) + " --layers 1-3 --align 32 --allocation global -t 2" +
+                           " --criterion magnitude --dry-run --for-recipe Q8_0 --target-size-gib " + target +
+                           " --report " + shell_quote(report.string()));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return nlohmann::json::parse(testing::read_file(report));
+  };
+  const auto full = dry("1");  // no pruning needed
+  const double full_bytes = full["target_sizes"]["bytes_before"].get<double>();
+  EXPECT_EQ(full["target_sizes"]["bytes_after"].get<double>(), full_bytes);
+  const double goal = 0.9 * full_bytes;
+  const auto j = dry(std::to_string(goal / 1073741824.0));
+  const double after = j["target_sizes"]["bytes_after"].get<double>();
+  EXPECT_LE(after, goal);
+  EXPECT_GT(after, goal - 32 * 3 * 64 * 34 / 32);
+  EXPECT_LT(j["params_after"].get<std::int64_t>(), j["params_before"].get<std::int64_t>());
+}
+
 TEST_F(PruneCli, DryRunWritesNothing) {
   testing::TempDir out;
   const auto path = out / "pruned.gguf";
