@@ -133,7 +133,9 @@ void check_pruned_parity(const std::string& criterion, const std::string& bias) 
     ASSERT_EQ(model->layer(l).ffn_down_bias != nullptr, bias == "on" && pruned_layer) << l;
     with_bias += model->layer(l).ffn_down_bias != nullptr;
   }
-  if (bias == "on") ASSERT_GE(with_bias, 2);
+  if (bias == "on") {
+    ASSERT_GE(with_bias, 2);
+  }
   const std::vector<std::int32_t> tokens = parity_tokens(*model);
   const json answer = run_llama_cpp({"logits", pruned.string(), json(tokens).dump(), "--kv-type", "F32", "--flash-attention", "off"});
   const auto n_vocab = static_cast<std::size_t>(model->params().n_vocab);
