@@ -175,9 +175,25 @@ class TaylorObserver final : public MlpBackwardObserver {
   TaylorObserver(ThreadPool& pool, LayerRange range, std::vector<MlpLayerStatistics>& stats)
       : pool_(pool), range_(range), stats_(stats) {}
 
+  // Folds the sequence just differentiated into the totals: its signed sums into taylor,
+  // their squares into taylor_sq_seq; then clears the per-sequence sums.
+  void end_sequence() {
+    for (std::int64_t l = range_.first; l <= range_.last; ++l) {
+      auto& st = stats_[static_cast<std::size_t>(l)];
+      auto& seq = sequence_[static_cast<std::size_t>(l - range_.first)];
+      for (std::size_t i = 0; i < seq.size(); ++i) {
+        st.taylor[i] += seq[i];
+        st.taylor_sq_seq[i] += seq[i] * seq[i];
+        seq[i] = 0.0;
+      }
+    }
+  }
+
   void observe(const MlpStepValues& v) override {
     if (!range_.contains(v.layer)) return;
-    double* acc = stats_[static_cast<std::size_t>(v.layer)].taylor.data();
+    auto& seq = sequence_[static_cast<std::size_t>(v.layer - range_.first)];
+    seq.resize(static_cast<std::size_t>(v.n_ff), 0.0);
+    double* acc = seq.data();
     const std::int64_t F = v.n_ff;
     for_range(&pool_, F, kFeatureGrain, [&](std::int64_t i0, std::int64_t i1) {
       for (std::int64_t t = 0; t < v.n_tokens; ++t) {
@@ -194,6 +210,7 @@ class TaylorObserver final : public MlpBackwardObserver {
   ThreadPool& pool_;
   LayerRange range_;
   std::vector<MlpLayerStatistics>& stats_;
+  std::vector<std::vector<double>> sequence_ = std::vector<std::vector<double>>(static_cast<std::size_t>(range_.last - range_.first + 1));
 };
 
 void taylor_statistics(const LlamaModel& model, const std::vector<std::vector<std::int32_t>>& sequences, LayerRange range,
@@ -204,6 +221,7 @@ void taylor_statistics(const LlamaModel& model, const std::vector<std::vector<st
   if (positions <= 0) throw Error("taylor scores need a calibration sequence of at least two tokens (a next token to predict)");
   for (std::int64_t l = range.first; l <= range.last; ++l) {
     stats[static_cast<std::size_t>(l)].taylor.assign(static_cast<std::size_t>(ff_of(model.params(), l)), 0.0);
+    stats[static_cast<std::size_t>(l)].taylor_sq_seq.assign(static_cast<std::size_t>(ff_of(model.params(), l)), 0.0);
   }
   TaylorObserver observer(pool, range, stats);
   TrainingPass pass(model, nullptr, pool, positions, kLossChunk);
@@ -216,6 +234,7 @@ void taylor_statistics(const LlamaModel& model, const std::vector<std::vector<st
       const std::vector<float> weights(static_cast<std::size_t>(T), 1.0f);
       TrainingTokens tokens{ids.first(static_cast<std::size_t>(T)), ids.subspan(1), weights, {}};
       pass.forward_backward(tokens, TokenLossWeights{}, grads);
+      observer.end_sequence();
     }
     if (options.progress) options.progress(++done, total_steps);
   }
@@ -333,7 +352,7 @@ std::vector<double> layer_importance(PruneCriterion criterion, const LlamaModel&
       break;
     }
     case PruneCriterion::Taylor:
-      for (std::size_t i = 0; i < F; ++i) score[i] = std::fabs(s->taylor[i]);
+      for (std::size_t i = 0; i < F; ++i) score[i] = std::sqrt(s->taylor_sq_seq[i]);
       break;
   }
   return score;

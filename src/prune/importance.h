@@ -16,15 +16,18 @@
 //   flap        FLAP's fluctuation: Var_t(h_i) (population variance over the N tokens)
 //               times ‖down_:,i‖²; its removal is compensated by a bias
 //               (mlp_bias_compensation) that adds back the removed neurons' mean output
-//   taylor      first order, LLM-Pruner's vector-wise form: |Σ w · ∂L/∂w| over all the
-//               neuron's weights (gate row, up row, down column together), L the
-//               next-token cross-entropy summed over every calibration position (a
-//               mean would scale every score alike). The sum over positions runs
-//               over the whole calibration set and the absolute value is taken once, at
-//               the end (as LLM-Pruner accumulates the batch's gradient, then takes |·|).
-//               It equals |dL/dα| for α scaling all of the neuron's weights, and is
-//               computed from activations and their gradients, never weight gradients:
-//               Σ_t gate_i·∂L/∂gate_i + up_i·∂L/∂up_i + h_i·∂L/∂h_i.
+//   taylor      first order: per calibration sequence, c_s = Σ w · ∂L_s/∂w over all the
+//               neuron's weights (gate row, up row, down column together), L_s the
+//               next-token cross-entropy summed over the sequence's positions; the
+//               score is the L2 norm of c_s over the sequences (Molchanov et al.'s
+//               squared Taylor term, averaged over batches, under a square root so
+//               scores stay on the scale of one c_s). c_s equals dL_s/dα for α scaling
+//               the neuron's weights, and is computed from activations and their
+//               gradients, never weight gradients: Σ_t gate_i·∂L/∂gate_i +
+//               up_i·∂L/∂up_i + h_i·∂L/∂h_i. (The absolute value of the sum over the
+//               whole set, LLM-Pruner's form, is mostly noise at a trained model's
+//               minimum, where the mean gradient vanishes: on stories260K it removed
+//               neurons nearly as badly as magnitude.)
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -55,10 +58,10 @@ struct MlpLayerStatistics {
   std::vector<double> act_sq_sum;      // n_ff: Σ_t h_i²
   std::vector<double> act_abs_seq;     // n_ff: Σ over sequences s of (mean over s's tokens of |h_i|)²
   // n_ff, empty unless asked for: Σ over the calibration positions of
-  // gate_i·∂L/∂gate_i + up_i·∂L/∂up_i + h_i·∂L/∂h_i (signed; the taylor score is its
-  // absolute value), L = the cross-entropy summed over the positions (so these sums,
-  // like the others, add up over calibration sets).
+  // gate_i·∂L/∂gate_i + up_i·∂L/∂up_i + h_i·∂L/∂h_i (signed), L = the cross-entropy
+  // summed over the positions (so these sums, like the others, add up over calibration sets).
   std::vector<double> taylor;
+  std::vector<double> taylor_sq_seq;  // n_ff: Σ over sequences s of (s's own taylor sum)²; the score is its root
 };
 
 struct CalibrationOptions {

@@ -149,6 +149,7 @@ void expect_identical(const MlpLayerStatistics& a, const MlpLayerStatistics& b, 
   EXPECT_EQ(a.act_sq_sum, b.act_sq_sum) << what;
   EXPECT_EQ(a.act_abs_seq, b.act_abs_seq) << what;
   EXPECT_EQ(a.taylor, b.taylor) << what;
+  EXPECT_EQ(a.taylor_sq_seq, b.taylor_sq_seq) << what;
 }
 
 class TinyModel : public ::testing::Test {
@@ -331,7 +332,6 @@ TEST_F(TinyModel, TaylorSumsAreTheLossSlopeInEachNeuronsScale) {
     };
     const auto stats = collect_mlp_statistics(*m, sequences, options, pool);
     EXPECT_EQ(last_done, 5);
-    const auto scores = neuron_importance(PruneCriterion::Taylor, *m, stats, 0, -1);
     const ReferenceLlama base = ReferenceLlama::of(*m);
     const auto loss = [&](const ReferenceLlama& r) {
       double total = 0.0;
@@ -365,7 +365,6 @@ TEST_F(TinyModel, TaylorSumsAreTheLossSlopeInEachNeuronsScale) {
       for (std::int64_t i = 0; i < F; ++i) {
         const double sum = stats[static_cast<std::size_t>(l)].taylor[static_cast<std::size_t>(i)];
         EXPECT_NEAR(sum, fd[static_cast<std::size_t>(i)], 1e-4 * largest) << "layer " << l << " neuron " << i;
-        EXPECT_EQ(scores[static_cast<std::size_t>(l)][static_cast<std::size_t>(i)], std::fabs(sum));
       }
     }
   }
@@ -386,6 +385,41 @@ TEST_F(TinyModel, OneAndThreeThreadsGiveIdenticalStatistics) {
   }
   for (PruneCriterion c : {PruneCriterion::Magnitude, PruneCriterion::Wanda, PruneCriterion::Flap}) {
     EXPECT_EQ(neuron_importance(c, *m, a, 0, -1, nullptr), neuron_importance(c, *m, a, 0, -1, &three)) << prune_criterion_name(c);
+  }
+}
+
+// The taylor score is the L2 norm over sequences of each sequence's own sum: calibrating
+// on each sequence alone gives those sums (checked against finite differences above), so
+// the score must equal the root of their squares added up, and the signed total their sum.
+TEST_F(TinyModel, TaylorScoreIsTheNormOfThePerSequenceSums) {
+  const auto m = model({48, 24}, 19);
+  const Sequences sequences = random_sequences({20, 9, 33}, 20);
+  CalibrationOptions options;
+  options.taylor = true;
+  ThreadPool pool(2);
+  const auto together = collect_mlp_statistics(*m, sequences, options, pool);
+  std::vector<std::vector<double>> sum_sq(2), sum(2);
+  for (const auto& s : sequences) {
+    const auto alone = collect_mlp_statistics(*m, Sequences{s}, options, pool);
+    for (std::size_t l = 0; l < 2; ++l) {
+      sum_sq[l].resize(alone[l].taylor.size(), 0.0);
+      sum[l].resize(alone[l].taylor.size(), 0.0);
+      for (std::size_t i = 0; i < alone[l].taylor.size(); ++i) {
+        sum_sq[l][i] += alone[l].taylor[i] * alone[l].taylor[i];
+        sum[l][i] += alone[l].taylor[i];
+      }
+    }
+  }
+  const auto scores = neuron_importance(PruneCriterion::Taylor, *m, together, 0, -1, &pool);
+  for (std::size_t l = 0; l < 2; ++l) {
+    expect_close(together[l].taylor, sum[l], 1e-12, "signed sums, layer " + std::to_string(l));
+    std::vector<double> norm(sum_sq[l].size());
+    for (std::size_t i = 0; i < norm.size(); ++i) norm[i] = std::sqrt(sum_sq[l][i]);
+    expect_close(scores[l], norm, 1e-12, "scores, layer " + std::to_string(l));
+    // Not the old |total| form: some neuron's signs cancel across sequences.
+    double most = 0;
+    for (std::size_t i = 0; i < norm.size(); ++i) most = std::max(most, norm[i] - std::fabs(sum[l][i]));
+    EXPECT_GT(most, 1e-3 * *std::max_element(norm.begin(), norm.end())) << l;
   }
 }
 
