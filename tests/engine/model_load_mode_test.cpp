@@ -4,12 +4,14 @@
 // its bytes, and either model computes the same afterwards.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "formats/gguf.h"
 #include "engine/llama_context.h"
 #include "engine/llama_model.h"
@@ -83,7 +85,21 @@ TEST_F(StoriesLoadMode, ReadIntoMemoryGivesBitIdenticalLogits) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 
+// Whether madvise(MADV_DONTNEED) drops a mapped file's resident pages here at all: the
+// whole file mapped, touched and released through MappedFile. qemu-user (the aarch64
+// tests) accepts the call and ignores it.
+bool platform_releases_file_pages(const std::string& path) {
+  const MappedFile file(path);
+  volatile std::uint8_t sink = 0;
+  for (std::size_t i = 0; i < file.size(); i += 4096) sink = sink + file.data()[i];
+  const std::int64_t resident = resident_file_bytes();
+  file.release(0, file.size());
+  return resident - resident_file_bytes() >= static_cast<std::int64_t>(file.size() / 2);
+}
+
 TEST_F(StoriesLoadMode, ReleasedLayersLeaveTheResidentSetAndStayUsable) {
+  const bool releases = platform_releases_file_pages(gguf_);
+  if (!releases) std::printf("madvise(MADV_DONTNEED) leaves file pages resident here: only usability is checked\n");
   for (const bool use_mmap : {true, false}) {
     ModelLoadOptions options;
     options.use_mmap = use_mmap;
@@ -96,10 +112,10 @@ TEST_F(StoriesLoadMode, ReleasedLayersLeaveTheResidentSetAndStayUsable) {
       bytes += layer_matrix_bytes(*model, l);
     }
     const std::int64_t released = resident - resident_file_bytes();
-    if (use_mmap) {
+    if (use_mmap && releases) {
       // Whole pages inside each tensor go (its partial first and last pages stay).
       EXPECT_GE(released, static_cast<std::int64_t>(bytes / 2)) << bytes << " bytes of layer matrices";
-    } else {
+    } else if (!use_mmap) {
       EXPECT_EQ(released, 0);
     }
     const std::vector<float> after = logits_of(*model, 64);  // pages come back from the file
