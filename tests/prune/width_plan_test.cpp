@@ -6,21 +6,12 @@
 #include "checkpoint/synthetic.h"
 #include "core/error.h"
 #include "prune/width_plan.h"
+#include "support/model_fixtures.h"
 
 namespace piquant {
 namespace {
 
-LlamaParams shape(std::vector<std::int64_t> n_ff, std::int64_t n_embd = 64) {
-  LlamaParams p;
-  p.n_vocab = 100;
-  p.n_embd = n_embd;
-  p.n_layer = static_cast<std::int64_t>(n_ff.size());
-  p.n_head = 4;
-  p.n_head_kv = 2;
-  p.head_dim = n_embd / 4;
-  p.n_ff = std::move(n_ff);
-  return p;
-}
+LlamaParams shape(std::vector<std::int64_t> n_ff, std::int64_t n_embd = 64) { return testing::tiny_llama_params(std::move(n_ff), n_embd); }
 
 // Scores that rank neurons in a known order: layer l's neuron i scores base_l + (i * 7919) % n.
 std::vector<std::vector<double>> scrambled_scores(const LlamaParams& p, std::vector<double> layer_base) {
