@@ -2,20 +2,34 @@
 # Installs every build and test dependency of piquant from Debian's packages, including
 # the Raspberry Pi 4 cross build (arm64 multiarch libraries, cross compiler, qemu-user).
 # Idempotent: installs only what is missing, and says nothing when all is there.
+# `--main`: only what building piquant and running the main job (scripts/demo.sh) needs.
 set -euo pipefail
 
-packages=(
+# What `piquant` itself needs to build and to run the pipeline (README's first command).
+main_packages=(
   build-essential cmake ninja-build pkg-config git
-  nlohmann-json3-dev libcli11-dev libpcre2-dev libhwy-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libpcre2-dev libhwy-dev libtomlplusplus-dev
+  # The configure step also finds the test framework (the tests are not built for the main job).
+  libgtest-dev libgmock-dev
+  # The pipeline report's plots.
+  gnuplot-nox
+)
+# And what the tests and benchmarks need (README's test command).
+test_packages=(
+  libbenchmark-dev
   nodejs npm python3 python3-numpy
   # The training tests' independent reference (tests/train/python) and the PyTorch anchor of bench/train_bench.sh.
   python3-torch libopenblas0-pthread
   # Raspberry Pi 4 (aarch64): cross compiler, emulator for its tests, the arm64 libraries,
   # and llvm-mca for static throughput estimates of the NEON kernels.
   g++-aarch64-linux-gnu qemu-user llvm
-  libc6:arm64 libstdc++6:arm64 libhwy-dev:arm64 libpcre2-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
+  libc6:arm64 libstdc++6:arm64 libhwy-dev:arm64 libpcre2-dev:arm64 libtomlplusplus-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
 )
+case "${1:-}" in
+  --main) packages=("${main_packages[@]}") ;;
+  "") packages=("${main_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: scripts/setup.sh [--main]   (--main: only what the main job needs, not the tests)" >&2; exit 2 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -18,5 +18,7 @@ void register_finetune(CLI::App& app);
 void register_train(CLI::App& app);
 void register_merge(CLI::App& app);
 void register_prune(CLI::App& app);
+void register_train_tokenizer(CLI::App& app);
+void register_pipeline(CLI::App& app);
 
 }  // namespace piquant::cli

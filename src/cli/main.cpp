@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   piquant::cli::register_train(app);
   piquant::cli::register_merge(app);
   piquant::cli::register_prune(app);
+  piquant::cli::register_train_tokenizer(app);
+  piquant::cli::register_pipeline(app);
 
   try {
     piquant::force_simd_target_from_env();  // PIQUANT_SIMD=scalar|sse4|avx2|avx512|avx512vnni|neon|best

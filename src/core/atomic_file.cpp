@@ -88,4 +88,10 @@ void AtomicFileWriter::commit() {
   }
 }
 
+void write_file_atomic(const std::string& path, std::string_view text) {
+  AtomicFileWriter out(path);
+  out.write(text.data(), text.size());
+  out.commit();
+}
+
 }  // namespace piquant

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace piquant {
@@ -40,5 +41,8 @@ class AtomicFileWriter {
   std::vector<std::uint8_t> buffer_;
   std::size_t buffered_ = 0;
 };
+
+// A whole small file (a record, a report) written through AtomicFileWriter.
+void write_file_atomic(const std::string& path, std::string_view text);
 
 }  // namespace piquant
