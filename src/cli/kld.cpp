@@ -1,6 +1,7 @@
 // piquant kld: how far a model's next-token distributions are from a base model's
 // (llama-perplexity --kl-divergence), with the base run alongside or saved once.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -55,8 +56,16 @@ void run_kld(const KldArgs& args) {
     saved = std::make_unique<BaseLogitsFile>(args.base_logits);
     base.saved = saved.get();
   }
-  const auto model = load_eval_model(args.model, args.eval);
-  const auto context = make_eval_context(*model, args.eval);
+  // The base compared with itself (e.g. to save its logits and perplexity) is loaded and run once.
+  std::error_code same_error;
+  const bool same = !args.base.empty() && std::filesystem::equivalent(args.base, args.model, same_error);
+  std::unique_ptr<LlamaModel> model_holder;
+  std::unique_ptr<LlamaContext> context_holder;
+  if (!same) {
+    model_holder = load_eval_model(args.model, args.eval);
+    context_holder = make_eval_context(*model_holder, args.eval);
+  }
+  LlamaContext* const context = same ? base_context.get() : context_holder.get();
 
   KldOptions options;
   options.n_ctx = args.eval.n_ctx;

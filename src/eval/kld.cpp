@@ -64,7 +64,8 @@ KldResult compute_kld(const KldBase& base, LlamaContext& model, const EvalChunks
     const auto start = std::chrono::steady_clock::now();
     std::span<const float> base_logits;
     if (base.context != nullptr) base_logits = evaluate_chunk(*base.context, chunks, c);
-    const std::span<const float> model_logits = evaluate_chunk(model, chunks, c);
+    // The base compared with itself (the base row of a report) runs once.
+    const std::span<const float> model_logits = base.context == &model ? base_logits : evaluate_chunk(model, chunks, c);
     result.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     // A row's Error (NaN scores, a bad saved row) reaches this thread, the first bad row's.

@@ -51,7 +51,8 @@ struct KldResult {
   double eval_seconds = 0.0;          // time in the model (and base model) forward passes
 };
 
-// Runs the model (and the base model, if given) over the chunks. With a saved base,
+// Runs the model (and the base model, if given) over the chunks; a base context that is
+// the model's own runs once (KLD 0, the base's perplexity and saved logits). With a saved base,
 // the file must match the chunks (BaseLogitsFile::check_matches); throws Error.
 KldResult compute_kld(const KldBase& base, LlamaContext& model, const EvalChunks& chunks, const KldOptions& options = {});
 

@@ -67,6 +67,13 @@ TEST(Kld, AModelAgainstItselfHasZeroDivergence) {
   ppl_options.max_chunks = 3;
   LlamaContext fresh(*m.f32, f32_context());
   EXPECT_NEAR(r.ppl_base, compute_perplexity(fresh, m.text, ppl_options).ppl, 1e-9 * r.ppl_base);
+
+  // One context as both base and model runs each chunk once, with the same results.
+  LlamaContext shared(*m.f32, f32_context());
+  const KldResult once = compute_kld(KldBase{&shared, nullptr}, shared, m.text, kld_options(3));
+  EXPECT_EQ(once.ppl_base, r.ppl_base);
+  EXPECT_EQ(once.ppl_model, r.ppl_model);
+  EXPECT_EQ(once.kld_max, 0.0);
 }
 
 TEST(Kld, F16AgainstF32MatchesKlSummedByHand) {
