@@ -51,6 +51,29 @@ if [ -f "$WORK/train-state.safetensors" ]; then resume=(--resume); fi
   --seed 1 -t "$THREADS" --log "$WORK/training-log.jsonl" --json --name piquant-default-9m --type f32 \
   -o "$WORK/model-f32.gguf" > "$WORK/train.json"
 
+# The loss curve: training batches and the held-out sequences (gnuplot, as the pipeline's report).
+python3 - "$WORK/training-log.jsonl" "$WORK/loss.dat" "$WORK/eval.dat" <<'PY'
+import json, sys
+steps = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    steps[r["step"]] = r  # a resumed run repeats steps: the last wins
+with open(sys.argv[2], "w") as loss, open(sys.argv[3], "w") as ev:
+    for s in sorted(steps):
+        loss.write(f"{s} {steps[s]['loss']}\n")
+        if "eval_loss" in steps[s]:
+            ev.write(f"{s} {steps[s]['eval_loss']}\n")
+PY
+gnuplot <<GP
+set terminal pngcairo size 900,560 font 'sans,11' noenhanced
+set output '$WORK/training-loss.png'
+set title 'piquant-default: training loss (nats per token)'
+set xlabel 'step (8 x 512 tokens)'
+set ylabel 'loss'
+set grid
+plot '$WORK/loss.dat' using 1:2 with lines title 'training batch', '$WORK/eval.dat' using 1:2 with linespoints pt 7 title 'held-out sequences'
+GP
+
 "$PIQUANT" convert "$WORK/model-f32.gguf" -o "$WORK/piquant-default.gguf" --type f16
 "$PIQUANT" perplexity -m "$WORK/piquant-default.gguf" -f "$recent" --ctx 512 -t "$THREADS" --json > "$WORK/held-out.json"
 echo "wrote $WORK/piquant-default.gguf; held-out perplexity: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ppl"])' "$WORK/held-out.json" 2>/dev/null || cat "$WORK/held-out.json")"

@@ -1,5 +1,8 @@
 // `piquant pipeline` end to end on the committed default model, a fast variant of
-// examples/default.toml: the report's numbers exist, are finite and are ordered as
+// examples/default.toml (half the neurons by magnitude without bias compensation: the
+// default's 25% by FLAP costs this model only 0.3% perplexity, too little room to check the
+// orderings on a short text; this costs 1.3% and recovery wins back 0.4 of it): the report's
+// numbers exist, are finite and are ordered as
 // pruning, recovery and quantization must order them; a rerun runs nothing; and runs
 // killed with SIGKILL during finetune and during quantize, then rerun, end with every
 // artifact byte-identical to an uninterrupted run's.
@@ -47,7 +50,9 @@ class DefaultPipeline : public ::testing::Test {
 threads = 2
 [prune]
 layers = "1-5"
-ratio = 0.25
+ratio = 0.5
+criterion = "magnitude"
+bias_compensation = "off"
 calib = "calib.txt"
 calib_tokens = 8192
 calib_seq = 256
@@ -72,7 +77,7 @@ recipes = ["Q4_K_M", "Q3_K_M"]
 [evaluate]
 text = "eval.txt"
 ctx = 128
-chunks = 12
+chunks = 24
 [bench]
 prompt = [16]
 gen = 4
@@ -195,9 +200,11 @@ TEST_F(DefaultPipeline, KilledDuringFinetuneAndQuantizeResumesToTheSameArtifacts
   EXPECT_FALSE(fs::exists(run / "finetune/adapter.record.json"));
   EXPECT_FALSE(fs::exists(run / "finetune/adapter.gguf"));
 
-  // Killed as quantize starts (the rerun skips prune, resumes finetune).
-  run_and_kill_when(run, "quantize/Q4_K_M.pending");
+  // Killed while quantize writes its file (the rerun skips prune, resumes finetune).
+  run_and_kill_when(run, "quantize/model-Q4_K_M.gguf.partial");
+  EXPECT_TRUE(fs::exists(run / "quantize/Q4_K_M.pending"));
   EXPECT_FALSE(fs::exists(run / "quantize/Q4_K_M.record.json"));
+  EXPECT_FALSE(fs::exists(run / "quantize/model-Q4_K_M.gguf"));
   const json finetune = read_json(run / "finetune/adapter.record.json");
   EXPECT_EQ(finetune["command"].back(), "--resume") << finetune["command"].dump();
 
