@@ -240,10 +240,12 @@ void draw_report_plots(json& report, const std::string& run_dir) {
     }
     write_file_atomic(dir + "/loss.dat", loss.str());
     write_file_atomic(dir + "/eval_loss.dat", eval.str().empty() ? "0 NaN\n" : eval.str());
+    // Two axes: the training objective (a distillation KL is far below a cross-entropy) and the held-out loss.
     script << "set output '" << dir << "/training_loss.png'\nset title 'Recovery: training loss'\nset xlabel 'step'\n"
-           << "set ylabel 'loss (nats per token)'\nset key top right\n"
-           << "plot '" << dir << "/loss.dat' using 1:2 with lines title 'training batch', '" << dir
-           << "/eval_loss.dat' using 1:2 with linespoints pt 7 title 'held-out'\n";
+           << "set ylabel 'training batch: the objective (nats per token)'\nset y2label 'held-out loss (nats per token)'\n"
+           << "set ytics nomirror\nset y2tics\nset key top right\n"
+           << "plot '" << dir << "/loss.dat' using 1:2 axes x1y1 with lines title 'training batch (left)', '" << dir
+           << "/eval_loss.dat' using 1:2 axes x1y2 with linespoints pt 7 title 'held-out (right)'\n";
     plots["training_loss"] = dir + "/training_loss.png";
   }
   if (plots.empty()) return;
