@@ -101,8 +101,43 @@ void quantize_row_rtn(GgmlType type, const float* x, std::int64_t n, void* out) 
   }
 }
 
+void importance_quant_weights(GgmlType type, const float* x, std::int64_t n, const float* importance, float* w) {
+  const std::int64_t block = ggml_type_info(type).block_size;
+  if (n < 0 || n % block != 0) {
+    throw Error("quantize weights " + ggml_type_name(type) + ": row of " + std::to_string(n) +
+                " elements is not a multiple of the block size " + std::to_string(block));
+  }
+  // The variance floor's span and factor per type (llama.cpp's choices; Q6_K and Q8_0 take
+  // the importance alone).
+  std::int64_t span = 0;
+  double factor = 0.0;
+  switch (type) {
+    case GgmlType::Q2_K: span = block; factor = 1.0; break;
+    case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: span = block; factor = 2.0; break;
+    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: span = n; factor = 1.0; break;
+    default: break;
+  }
+  if (span == 0) {
+    std::memcpy(w, importance, static_cast<std::size_t>(n) * sizeof(float));
+    return;
+  }
+  for (std::int64_t b = 0; b < n; b += span) {
+    double sum_sq = 0.0;
+    for (std::int64_t i = b; i < b + span; ++i) sum_sq += static_cast<double>(x[i]) * x[i];
+    const double sigma2 = factor * sum_sq / static_cast<double>(span);
+    for (std::int64_t i = b; i < b + span; ++i) {
+      w[i] = static_cast<float>(static_cast<double>(importance[i]) * std::sqrt(sigma2 + static_cast<double>(x[i]) * x[i]));
+    }
+  }
+}
+
 void quantize_row(GgmlType type, const float* x, std::int64_t n, const float* importance, void* out) {
   const GgmlTypeInfo& info = checked_row(type, x, n, importance);
+  std::vector<float> row_weights;
+  if (importance) {
+    row_weights.resize(static_cast<std::size_t>(n));
+    importance_quant_weights(type, x, n, importance, row_weights.data());
+  }
   const BlockEncoder encode = encoder_for(type);
   const int bs = static_cast<int>(info.block_size);
   std::vector<float> weights(static_cast<std::size_t>(bs));
@@ -112,7 +147,7 @@ void quantize_row(GgmlType type, const float* x, std::int64_t n, const float* im
   for (std::int64_t b = 0; b < n / bs; ++b) {
     const float* xb = x + b * bs;
     if (importance) {
-      std::memcpy(weights.data(), importance + b * bs, static_cast<std::size_t>(bs) * sizeof(float));
+      std::memcpy(weights.data(), row_weights.data() + b * bs, static_cast<std::size_t>(bs) * sizeof(float));
     } else {
       default_quant_weights(type, xb, bs, weights.data());
     }

@@ -88,7 +88,9 @@ TEST_P(QuantizeRoundTrip, RmseWithinBoundAndSearchNeverWorseThanRtn) {
     EXPECT_LE(weighted_sq_error(x, w.data(), searched), weighted_sq_error(x, w.data(), rtn)) << "row " << r;
 
     const auto with_importance = roundtrip(c.type, x, kRowLength, imp, false);
-    EXPECT_LE(weighted_sq_error(x, imp, with_importance), weighted_sq_error(x, imp, rtn)) << "row " << r;
+    std::vector<float> iw(kRowLength);
+    importance_quant_weights(c.type, x, kRowLength, imp, iw.data());
+    EXPECT_LE(weighted_sq_error(x, iw.data(), with_importance), weighted_sq_error(x, iw.data(), rtn)) << "row " << r;
   }
   const double n = static_cast<double>(kRows) * kRowLength;
   const double rmse_search = std::sqrt(se_search / n);
@@ -98,6 +100,34 @@ TEST_P(QuantizeRoundTrip, RmseWithinBoundAndSearchNeverWorseThanRtn) {
   EXPECT_LT(rmse_rtn, c.max_rmse * 1.25);
   EXPECT_LT(rmse_search, rmse_rtn);  // the search must actually buy something
   EXPECT_GT(rmse_search, 0.0);
+}
+
+// The importance weighting by its definition: importance · sqrt(f · mean(x²) + x²), the mean
+// over each 256-element super-block (K types) or the whole row (legacy types).
+TEST(ImportanceQuantWeights, VarianceFloorPerTypeAndSpan) {
+  const int n = 512;
+  const auto x = gaussian(n, 77);
+  std::vector<float> imp(n);
+  for (int i = 0; i < n; ++i) imp[static_cast<std::size_t>(i)] = 0.5f + static_cast<float>(i % 7);
+  const auto mean_sq = [&](int begin, int count) {
+    double s = 0;
+    for (int i = begin; i < begin + count; ++i) s += static_cast<double>(x[static_cast<std::size_t>(i)]) * x[static_cast<std::size_t>(i)];
+    return s / count;
+  };
+  struct Case { GgmlType type; double factor; int span; };  // span 0: the importance as it is
+  for (const Case c : {Case{GgmlType::Q2_K, 1, 256}, Case{GgmlType::Q3_K, 2, 256}, Case{GgmlType::Q4_K, 2, 256},
+                       Case{GgmlType::Q5_K, 2, 256}, Case{GgmlType::Q6_K, 0, 0}, Case{GgmlType::Q8_0, 0, 0},
+                       Case{GgmlType::Q4_0, 1, n}, Case{GgmlType::Q5_1, 1, n}}) {
+    std::vector<float> w(n);
+    importance_quant_weights(c.type, x.data(), n, imp.data(), w.data());
+    for (int i = 0; i < n; ++i) {
+      const double xi = x[static_cast<std::size_t>(i)];
+      const double expected = c.span == 0 ? imp[static_cast<std::size_t>(i)]
+                                          : imp[static_cast<std::size_t>(i)] *
+                                                std::sqrt(c.factor * mean_sq(i / c.span * c.span, c.span) + xi * xi);
+      ASSERT_NEAR(w[static_cast<std::size_t>(i)], expected, 1e-6 * expected) << ggml_type_name(c.type) << " element " << i;
+    }
+  }
 }
 
 TEST_P(QuantizeRoundTrip, ZeroRowStaysZero) {
