@@ -13,6 +13,7 @@ void register_perplexity(CLI::App& app);
 void register_kld(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_imatrix(CLI::App& app);
+void register_awq(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_train(CLI::App& app);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   piquant::cli::register_kld(app);
   piquant::cli::register_quantize(app);
   piquant::cli::register_imatrix(app);
+  piquant::cli::register_awq(app);
   piquant::cli::register_bench(app);
   piquant::cli::register_finetune(app);
   piquant::cli::register_train(app);
