@@ -363,6 +363,10 @@ std::string step_summary(const std::string& stage, const json& r) {
   if (!r.is_object()) return "";
   if (stage == "prune") return "parameters " + params_text(r.value("params_before", 0.0)) + " → " + params_text(r.value("params_after", 0.0));
   if (stage == "finetune") return "held-out loss " + fmt_json(r, "first_eval_loss", 3) + " → " + fmt_json(r, "final_eval_loss", 3);
+  if (stage == "awq") {
+    return std::to_string(r.value("groups_scaled", 0)) + " of " + std::to_string(r.value("groups_total", 0)) +
+           " groups scaled, output error " + fmt_json(r, "error_plain", 1) + " → " + fmt_json(r, "error_chosen", 1);
+  }
   if (stage == "evaluate") return "perplexity " + fmt_json(r, "ppl_model", 3) + ", KLD " + fmt_json(r, "kld_mean", 4);
   if (stage == "bench" && r.contains("decode")) return "decode " + fmt(r["decode"]["tokens_per_second"].value("mean", NAN), 1) + " tok/s";
   return "";

@@ -142,6 +142,24 @@ class Planner {
       current_key = step.key;
       variants.push_back({"recovered", out, step.label});
     }
+    if (const StageOptions* s = recipe_.stage("awq")) {
+      // One scaled model for every recipe: the scales are searched for one of them.
+      const StageOptions* q = recipe_.stage("quantize");
+      std::string for_recipe = s->text("for_recipe");
+      if (for_recipe.empty() && q != nullptr && !q->texts("recipes").empty()) for_recipe = q->texts("recipes").front();
+      Step step = make("awq", "model", "awq", *s, {current_key});
+      step.key_material["for_recipe"] = for_recipe;
+      step.key = hex64(hash_text(step.key_material.dump()));
+      const std::string out = dir("awq") + "/model.gguf";
+      step.args = {"awq", "-m", current, "-o", out, "--json"};
+      append_flags(step, *s);
+      if (!s->has("for_recipe") && !for_recipe.empty()) step.args.insert(step.args.end(), {"--for-recipe", for_recipe});
+      step.outputs = {out};
+      step.unit = "groups";
+      steps.push_back(step);
+      current = out;
+      current_key = step.key;
+    }
     std::string imatrix, imatrix_key;
     if (const StageOptions* s = recipe_.stage("imatrix")) {
       Step step = make("imatrix", "imatrix", "imatrix", *s, {current_key});

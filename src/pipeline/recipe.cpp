@@ -92,6 +92,16 @@ std::vector<StageSchema> build_schema() {
       choices(opt("type", K::String, "--type", "weight type of the merged model"), {"f32", "f16", "bf16"}),
       opt("adapter", K::Path, "", "an adapter trained elsewhere (PEFT folder or GGUF) instead of the finetune stage's"),
   }});
+  stages.push_back({"awq", "activation-aware scales searched for the quantization, same function (piquant awq)", {
+      required(opt("text", K::Path, "-f", "calibration text")),
+      range(opt("ctx", K::Integer, "--ctx", "tokens per chunk"), 4),
+      range(opt("chunks", K::Integer, "--chunks", "chunks (0: all)"), 0),
+      choices(opt("for_recipe", K::String, "--for-recipe", "recipe the scales are searched for (default: [quantize]'s first)"),
+              kQuantRecipes),
+      range(opt("grid", K::Integer, "--grid", "α grid points"), 1, 1000),
+      range(opt("error_tokens", K::Integer, "--error-tokens", "tokens the output error is measured on"), 1),
+      opt("no_importance", K::Boolean, "--no-importance", "search for quantize without an imatrix"),
+  }});
   stages.push_back({"imatrix", "importance matrix for quantization (piquant imatrix)", {
       required(opt("text", K::Path, "-f", "calibration text")),
       range(opt("ctx", K::Integer, "--ctx", "tokens per chunk"), 4),
@@ -239,7 +249,7 @@ class RecipeParser {
       if (node.is_table()) {
         const auto& schema = recipe_schema();
         const bool known = std::any_of(schema.begin(), schema.end(), [&](const StageSchema& s) { return s.name == k; });
-        if (!known) fail(line, "[" + k + "]", "unknown stage (stages: prune, finetune, merge, imatrix, quantize, evaluate, bench)");
+        if (!known) fail(line, "[" + k + "]", "unknown stage (stages: prune, finetune, merge, awq, imatrix, quantize, evaluate, bench)");
         continue;  // read below, in run order
       }
       if (k == "name") {

@@ -8,6 +8,7 @@
 //   [prune]     layers = "1-5"  ratio = 0.25  criterion = "flap"  calib = "shared:corpora/austen.txt"
 //   [finetune]  data = "..."  distill = true  steps = 200  ...
 //   [merge]     type = "f16"
+//   [awq]       text = "..."  ctx = 256  chunks = 16   (the imatrix is then collected on its output)
 //   [imatrix]   text = "..."  ctx = 256  chunks = 64
 //   [quantize]  recipes = ["Q4_K_M", "Q3_K_M"]
 //   [evaluate]  text = "..."  ctx = 256  chunks = 40

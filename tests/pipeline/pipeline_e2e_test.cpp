@@ -68,6 +68,11 @@ eval_every = 8
 checkpoint_every = 4
 [merge]
 type = "f16"
+[awq]
+text = "calib.txt"
+ctx = 128
+chunks = 4
+grid = 5
 [imatrix]
 text = "calib.txt"
 ctx = 128
@@ -172,6 +177,9 @@ TEST_F(DefaultPipeline, ReportsOrderedFiniteNumbersAndRerunsNothing) {
   }
   const std::string md = testing::read_file(run / "REPORT.md");
   EXPECT_NE(md.find("| Q3_K_M |"), std::string::npos);
+  // The imatrix is collected on the AWQ-scaled model, not on the merged one.
+  const json imatrix = read_json(run / "imatrix/imatrix.record.json");
+  EXPECT_NE(imatrix["command"].dump().find("awq/model.gguf"), std::string::npos) << imatrix["command"].dump();
   EXPECT_NE(md.find("Raspberry Pi 4"), std::string::npos);
 
   // Nothing changed: every step is skipped.
@@ -187,7 +195,7 @@ TEST_F(DefaultPipeline, ReportsOrderedFiniteNumbersAndRerunsNothing) {
 TEST_F(DefaultPipeline, KilledDuringFinetuneAndQuantizeResumesToTheSameArtifacts) {
   const fs::path run = dir_ / "run";
   const std::vector<std::string> artifacts = {"prune/model.gguf", "finetune/adapter.gguf", "merge/model.gguf",
-                                              "imatrix/imatrix.dat", "quantize/model-Q4_K_M.gguf", "quantize/model-Q3_K_M.gguf"};
+                                              "awq/model.gguf", "imatrix/imatrix.dat", "quantize/model-Q4_K_M.gguf", "quantize/model-Q3_K_M.gguf"};
   const auto clean = pipeline(run, "--quiet");
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
   std::map<std::string, std::string> expected;

@@ -49,13 +49,17 @@ steps = 10
 type = "f16"
 [bench]
 prompt = [32, 64]
+[awq]
+text = "text.txt"
+for_recipe = "Q3_K_M"
+no_importance = true
 )");
   const PipelineRecipe r = parse_recipe(path);
   EXPECT_EQ(r.name, "demo");
   EXPECT_EQ(r.threads, 2u);
   EXPECT_EQ(r.model, (dir_.path() / "model.gguf").lexically_normal().string());
-  ASSERT_EQ(r.stages.size(), 6u);
-  const std::vector<std::string> order = {"prune", "finetune", "merge", "quantize", "evaluate", "bench"};
+  ASSERT_EQ(r.stages.size(), 7u);
+  const std::vector<std::string> order = {"prune", "finetune", "merge", "awq", "quantize", "evaluate", "bench"};
   for (std::size_t i = 0; i < order.size(); ++i) EXPECT_EQ(r.stages[i].name, order[i]);
   const StageOptions& prune = *r.stage("prune");
   EXPECT_DOUBLE_EQ(prune.find("ratio")->number, 0.25);
@@ -65,6 +69,8 @@ prompt = [32, 64]
   EXPECT_EQ(r.stage("finetune")->find("lr")->to_string(), "0.001");
   EXPECT_EQ(r.stage("quantize")->texts("recipes"), (std::vector<std::string>{"Q4_K_M", "Q3_K_M"}));
   EXPECT_EQ(r.stage("bench")->integers("prompt"), (std::vector<std::int64_t>{32, 64}));
+  EXPECT_EQ(r.stage("awq")->text("for_recipe"), "Q3_K_M");
+  EXPECT_TRUE(r.stage("awq")->boolean("no_importance", false));
   EXPECT_EQ(r.stage("imatrix"), nullptr);
 }
 
