@@ -63,7 +63,10 @@ std::uint64_t parse_byte_size(std::string_view text) {
   }
   if (digits == 0) throw bad("expected a number of bytes, or a number with a unit such as 3.5GiB");
   std::string_view unit = text.substr(i);
-  if (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  if (!unit.empty() && unit.front() == ' ') {
+    unit.remove_prefix(1);
+    if (unit.empty()) throw bad("a space but no unit after the number");
+  }
   if (!unit.empty() && !std::isalpha(static_cast<unsigned char>(unit.front()))) {
     throw bad("unexpected '" + std::string(unit) + "' after the number");
   }
