@@ -238,11 +238,13 @@ SensitivityRecord sensitivities_for(const QuantizeArgs& args, const Checkpoint& 
 
   SensitivityRecord record;
   record.source = wanted;
+  bool from_cache = false;
   if (!args.sensitivity.empty()) {
     if (auto cached = read_sensitivity_file(args.sensitivity)) {
       const std::string why = sensitivity_source_mismatch(cached->source, wanted, chunks.has_value());
       if (why.empty()) {
         record = std::move(*cached);
+        from_cache = true;
         if (!chunks) log::info("quantize: using the sensitivities in ", args.sensitivity, " (calibration ", record.source.calibration_path, ")");
       } else {
         log::info("quantize: not using the sensitivities in ", args.sensitivity, ": ", why);
@@ -265,10 +267,17 @@ SensitivityRecord sensitivities_for(const QuantizeArgs& args, const Checkpoint& 
     jobs.push_back(std::move(job));
   }
   if (jobs.empty()) {
-    log::info("quantize: every sensitivity is in ", args.sensitivity, " (measured in ", duration_text(record.measure_seconds), ")");
+    if (from_cache) {
+      log::info("quantize: every sensitivity is in ", args.sensitivity, " (measured in ", duration_text(record.measure_seconds), ")");
+    }
     return record;
   }
   if (!chunks) {
+    if (from_cache) {
+      throw Error("quantize: " + args.sensitivity + " lacks " + std::to_string(missing) + " of the sensitivities the candidates need (" +
+                  jobs.front().tensor + " at " + ggml_type_name(jobs.front().types.front()) +
+                  ", ...): give the calibration text (--calib FILE) to measure them");
+    }
     throw Error("quantize: a size budget needs sensitivities: give a calibration text (--calib FILE)" +
                 std::string(args.sensitivity.empty() ? "" : " or a --sensitivity file measured for this model and imatrix"));
   }

@@ -146,6 +146,10 @@ TEST_F(BudgetCli, SensitivitiesAreCachedPerModelAndCalibration) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("measuring"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("every sensitivity is in"), std::string::npos) << r.output;
+  // Candidates the cache lacks, and no calibration to measure them.
+  r = run_cli("quantize " + model() + " --dry-run --target-size 900KB --candidates q2_K,q5_K --sensitivity " + shell_quote(cache));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("lacks"), std::string::npos) << r.output;
   // Another chunking: measured again and the file replaced.
   r = run_cli("quantize " + model() + " --dry-run --target-size 1GB --calib-chunks 2" + calib);
   ASSERT_EQ(r.exit_code, 0) << r.output;
