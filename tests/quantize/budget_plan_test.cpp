@@ -21,12 +21,13 @@ CheckpointTensor tensor(const std::string& name, std::vector<std::int64_t> shape
   return t;
 }
 
-// A small llama-shaped tensor list: 4 matrices to choose for, norms that stay F32.
+// A small llama-shaped tensor list: 5 matrices to choose for, norms that stay F32. Odd
+// row counts make tensor sizes that are not multiples of the 32-byte alignment.
 std::vector<CheckpointTensor> small_model() {
-  return {tensor("token_embd.weight", {256, 64}),      tensor("blk.0.attn_norm.weight", {256}),
-          tensor("blk.0.ffn_gate.weight", {256, 96}),  tensor("blk.0.ffn_up.weight", {256, 96}),
-          tensor("blk.0.ffn_down.weight", {96, 256}),  tensor("output_norm.weight", {256}),
-          tensor("output.weight", {256, 64})};
+  return {tensor("token_embd.weight", {256, 65}),      tensor("blk.0.attn_norm.weight", {256}),
+          tensor("blk.0.ffn_gate.weight", {256, 97}),  tensor("blk.0.ffn_up.weight", {256, 97}),
+          tensor("blk.0.ffn_down.weight", {96, 255}),  tensor("output_norm.weight", {256}),
+          tensor("output.weight", {256, 65})};
 }
 
 double bits_per_weight(GgmlType type) {
@@ -111,6 +112,7 @@ TEST(BudgetPlan, ChoicesFollowTheRowLengthFallbacks) {
 
 TEST(BudgetPlan, NeverExceedsTheBudgetAndMatchesBruteForce) {
   const BudgetProblem p = small_problem();
+  ASSERT_NE(ggml_nbytes(GgmlType::Q2_K, 256 * 97) % 32, 0u);  // the padding is exercised
   const auto choices = budget_choices(p);
   const SensitivityTable s = made_up_sensitivities(choices, {{"output.weight", 3.0}, {"blk.0.ffn_down.weight", 0.5}});
   const BudgetPlan smallest = plan_for_budget(p, s, file_budget(UINT64_MAX / 2));
