@@ -41,19 +41,45 @@ Vocab padded_vocab(const Vocab& vocab, std::int64_t n_vocab, const std::string& 
   return out;
 }
 
-GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& out_path, const GgufExportOptions& options) {
+namespace {
+
+GgmlType export_type(const CheckpointTensor& t, const GgufExportOptions& options) {
+  return options.type_for ? options.type_for(t) : tensor_type(t, options.type);
+}
+
+// The writer with every key and tensor added, nothing written yet.
+GgufWriter prepared_writer(const Checkpoint& checkpoint, const std::string& out_path, const GgufExportOptions& options) {
   const LlamaParams& params = checkpoint.params();
   const bool planned = static_cast<bool>(options.type_for);
-  const auto type_of = [&](const CheckpointTensor& t) { return planned ? options.type_for(t) : tensor_type(t, options.type); };
   for (const CheckpointTensor& t : checkpoint.tensors()) {
-    if (!row_encoder_supports(type_of(t))) throw Error(t.name + ": cannot encode " + ggml_type_name(type_of(t)));
+    if (!row_encoder_supports(export_type(t, options))) throw Error(t.name + ": cannot encode " + ggml_type_name(export_type(t, options)));
   }
-
   GgufWriter writer(out_path);
   write_model_metadata(params, checkpoint.model_name(), planned ? options.file_type : file_type_for(options.type), writer);
   if (planned) writer.set("general.quantization_version", std::uint32_t{2});
   write_vocab_gguf(padded_vocab(checkpoint.vocab(), params.n_vocab, checkpoint.path()), writer);
-  for (const CheckpointTensor& t : checkpoint.tensors()) writer.add_tensor(t.name, type_of(t), t.shape);
+  for (const CheckpointTensor& t : checkpoint.tensors()) writer.add_tensor(t.name, export_type(t, options), t.shape);
+  return writer;
+}
+
+}  // namespace
+
+GgufExportLayout gguf_export_layout(const Checkpoint& checkpoint, const GgufExportOptions& options) {
+  const GgufWriter writer = prepared_writer(checkpoint, "(layout)", options);
+  GgufExportLayout layout;
+  layout.alignment = writer.alignment();
+  layout.data_offset = writer.data_offset();
+  layout.file_bytes = writer.file_size();
+  for (const CheckpointTensor& t : checkpoint.tensors()) {
+    layout.tensor_bytes += ggml_nbytes(export_type(t, options), static_cast<std::uint64_t>(t.n_elements()));
+  }
+  return layout;
+}
+
+GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& out_path, const GgufExportOptions& options) {
+  const LlamaParams& params = checkpoint.params();
+  const auto type_of = [&](const CheckpointTensor& t) { return export_type(t, options); };
+  GgufWriter writer = prepared_writer(checkpoint, out_path, options);
   writer.write_header();
   ThreadPool pool(std::max(1u, options.n_threads));
 

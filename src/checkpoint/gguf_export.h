@@ -34,6 +34,18 @@ struct GgufExportSummary {
 
 GgufExportSummary export_gguf(const Checkpoint& checkpoint, const std::string& out_path, const GgufExportOptions& options);
 
+// How export_gguf with these options lays its file out, computed without encoding or
+// writing anything: exact, byte for byte. The header's size does not depend on the
+// tensor types (a type is a u32, an offset a u64), so only the data section changes
+// with a plan: file_bytes = data_offset + Σ align_up(tensor bytes, alignment).
+struct GgufExportLayout {
+  std::uint64_t alignment = 0;
+  std::uint64_t data_offset = 0;   // header (metadata, tokenizer, tensor infos) and its padding
+  std::uint64_t tensor_bytes = 0;  // Σ tensor bytes, without padding
+  std::uint64_t file_bytes = 0;    // the whole file
+};
+GgufExportLayout gguf_export_layout(const Checkpoint& checkpoint, const GgufExportOptions& options);
+
 // The vocab padded with unused "[PAD<id>]" tokens up to n_vocab, as llama.cpp expects
 // the token list to match the embedding's rows.
 Vocab padded_vocab(const Vocab& vocab, std::int64_t n_vocab, const std::string& source);

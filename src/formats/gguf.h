@@ -166,7 +166,13 @@ class GgufWriter {
   void set(const std::string& key, GgufValue value);  // adds, or replaces keeping position
   void remove(const std::string& key);
   void add_tensor(const std::string& name, GgmlType type, std::vector<std::int64_t> shape);
+  std::uint64_t alignment() const { return alignment_; }
   std::uint64_t total_data_bytes() const;  // data section size, for progress and planning
+  // Where the data section will start (header plus padding to the alignment) and the
+  // whole file's size (that plus total_data_bytes(): the last tensor is padded too), as
+  // write_header() and finish() would lay the file out now; computed without writing.
+  std::uint64_t data_offset() const;
+  std::uint64_t file_size() const;
 
   void write_header();
   void write_tensor(const std::string& name, std::span<const std::uint8_t> bytes);
@@ -176,6 +182,8 @@ class GgufWriter {
   void finish();
 
  private:
+  std::vector<std::uint8_t> header_bytes() const;  // what write_header() writes before the padding
+
   std::string path_;
   std::uint64_t alignment_;
   std::unique_ptr<AtomicFileWriter> out_;

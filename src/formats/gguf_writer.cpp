@@ -128,36 +128,53 @@ std::uint64_t GgufWriter::total_data_bytes() const {
   return total;
 }
 
-void GgufWriter::write_header() {
-  if (header_written_) throw Error(path_ + ": GGUF header written twice");
-  std::uint64_t offset = 0;
-  total_data_bytes();  // throws if the layout does not fit 64 bits
-  for (GgufTensorInfo& t : tensors_) {
-    t.offset = offset;
-    offset += gguf_wire::align_up(t.size_bytes, alignment_);
-  }
-  const bool alignment_set = std::any_of(metadata_.begin(), metadata_.end(),
+std::vector<std::uint8_t> GgufWriter::header_bytes() const {
+  // Offsets are u64 and types u32 whatever their values: the header's size depends only on
+  // the metadata and on the tensors' names and dimension counts.
+  std::vector<std::pair<std::string, GgufValue>> metadata = metadata_;
+  const bool alignment_set = std::any_of(metadata.begin(), metadata.end(),
                                          [](const auto& kv) { return kv.first == gguf_wire::kAlignmentKey; });
   if (!alignment_set && alignment_ != gguf_wire::kDefaultAlignment) {
-    metadata_.emplace_back(std::string(gguf_wire::kAlignmentKey), static_cast<std::uint32_t>(alignment_));
+    metadata.emplace_back(std::string(gguf_wire::kAlignmentKey), static_cast<std::uint32_t>(alignment_));
   }
 
   Bytes header;
   put(header, gguf_wire::kMagic);
   put(header, gguf_wire::kVersion);
   put<std::uint64_t>(header, tensors_.size());
-  put<std::uint64_t>(header, metadata_.size());
-  for (const auto& [key, value] : metadata_) {
+  put<std::uint64_t>(header, metadata.size());
+  for (const auto& [key, value] : metadata) {
     put_string(header, key);
     put(header, static_cast<std::uint32_t>(value.type()));
     put_value(header, value);
   }
+  std::uint64_t offset = 0;
   for (const GgufTensorInfo& t : tensors_) {
     put_string(header, t.name);
     put(header, static_cast<std::uint32_t>(t.shape.size()));
     for (const std::int64_t dim : t.shape) put(header, static_cast<std::uint64_t>(dim));
     put(header, static_cast<std::uint32_t>(t.type));
-    put(header, t.offset);
+    put(header, offset);
+    offset += gguf_wire::align_up(t.size_bytes, alignment_);
+  }
+  return header;
+}
+
+std::uint64_t GgufWriter::data_offset() const {
+  total_data_bytes();  // throws if the layout does not fit 64 bits
+  return gguf_wire::align_up(header_bytes().size(), alignment_);
+}
+
+std::uint64_t GgufWriter::file_size() const { return data_offset() + total_data_bytes(); }
+
+void GgufWriter::write_header() {
+  if (header_written_) throw Error(path_ + ": GGUF header written twice");
+  total_data_bytes();  // throws if the layout does not fit 64 bits
+  const Bytes header = header_bytes();
+  std::uint64_t offset = 0;
+  for (GgufTensorInfo& t : tensors_) {
+    t.offset = offset;
+    offset += gguf_wire::align_up(t.size_bytes, alignment_);
   }
 
   out_ = std::make_unique<AtomicFileWriter>(path_);

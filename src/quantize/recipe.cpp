@@ -95,6 +95,11 @@ GgmlType rule_type(const RuleContext& c, const std::optional<WeightId>& id, std:
   }
 }
 
+double bits_per_weight(GgmlType type) {
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  return 8.0 * info.block_bytes / info.block_size;
+}
+
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
@@ -155,6 +160,11 @@ GgmlType row_length_fallback(GgmlType type, std::int64_t row_length) {
   return next;
 }
 
+bool plan_quantizes(std::string_view name, const std::vector<std::int64_t>& shape) {
+  const auto id = parse_gguf_tensor_name(name);
+  return shape.size() >= 2 && !(id && stays_f32(id->kind));
+}
+
 std::int64_t PlannedTensor::n_elements() const {
   std::int64_t n = 1;
   for (std::int64_t d : shape) n *= d;
@@ -211,8 +221,7 @@ QuantPlan plan_quantization(const QuantRecipe& recipe, const LlamaParams& params
                   " layers");
     }
     PlannedTensor p{t.name, t.shape, GgmlType::F32};
-    const bool quantize = t.shape.size() >= 2 && !(id && stays_f32(id->kind));
-    if (quantize) {
+    if (plan_quantizes(t.name, t.shape)) {
       const std::int64_t row = t.shape[0];
       GgmlType chosen = options.pure ? recipe.base_type : rule_type(ctx, id, row);
       for (std::size_t k = 0; k < patterns.size(); ++k) {
@@ -228,6 +237,38 @@ QuantPlan plan_quantization(const QuantRecipe& recipe, const LlamaParams& params
     plan.tensors.push_back(std::move(p));
   }
   return plan;
+}
+
+LlamaFileType mixed_plan_file_type(const std::vector<PlannedTensor>& tensors) {
+  std::map<GgmlType, std::int64_t> weights;
+  for (const PlannedTensor& t : tensors) {
+    if (plan_quantizes(t.name, t.shape)) weights[t.type] += t.n_elements();
+  }
+  GgmlType most = GgmlType::F32;
+  std::int64_t most_weights = 0;
+  for (const auto& [type, n] : weights) {
+    if (n > most_weights || (n == most_weights && bits_per_weight(type) > bits_per_weight(most))) {
+      most = type;
+      most_weights = n;
+    }
+  }
+  using F = LlamaFileType;
+  switch (most) {
+    case GgmlType::F32: return F::AllF32;
+    case GgmlType::F16: return F::MostlyF16;
+    case GgmlType::BF16: return F::MostlyBF16;
+    case GgmlType::Q4_0: return F::MostlyQ4_0;
+    case GgmlType::Q4_1: return F::MostlyQ4_1;
+    case GgmlType::Q5_0: return F::MostlyQ5_0;
+    case GgmlType::Q5_1: return F::MostlyQ5_1;
+    case GgmlType::Q8_0: return F::MostlyQ8_0;
+    case GgmlType::Q2_K: return F::MostlyQ2_K;
+    case GgmlType::Q3_K: return F::MostlyQ3_K_M;
+    case GgmlType::Q4_K: return F::MostlyQ4_K_M;
+    case GgmlType::Q5_K: return F::MostlyQ5_K_M;
+    case GgmlType::Q6_K: return F::MostlyQ6_K;
+    default: throw Error("no GGUF file type for a plan mostly of " + ggml_type_name(most));
+  }
 }
 
 PlanSummary plan_summary(const QuantPlan& plan) {

@@ -70,10 +70,20 @@ struct QuantPlan {
 QuantPlan plan_quantization(const QuantRecipe& recipe, const LlamaParams& params,
                             const std::vector<CheckpointTensor>& tensors, const PlanOptions& options = {});
 
+// Whether plan_quantization gives this tensor a quantized type: at least 2-D, and not a
+// norm or an ffn_down bias (those stay F32 in every plan).
+bool plan_quantizes(std::string_view name, const std::vector<std::int64_t>& shape);
+
 // The row-length fallback llama.cpp applies when `row_length` is not a whole number
 // of `type`'s blocks: Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
 // then F16 if even 32 does not divide the row. Returns `type` when it fits.
 GgmlType row_length_fallback(GgmlType type, std::int64_t row_length);
+
+// general.file_type for a plan that no recipe made (a size-budget plan, or one replayed
+// from a --tensor-type-file alone): that of the quantized type holding the most weights
+// (ties: the wider type), the K types as their "_M" recipes (Q4_K: MostlyQ4_K_M); F32
+// when nothing is quantized.
+LlamaFileType mixed_plan_file_type(const std::vector<PlannedTensor>& tensors);
 
 struct PlanSummary {
   std::uint64_t total_bytes = 0;  // tensor data only, no GGUF header or padding
