@@ -47,6 +47,27 @@ class Checkpoint {
   const CheckpointTensor* find(const std::string& name) const;
 };
 
+// A Checkpoint that reads through another one (`base`, which must outlive it): every
+// call forwards to it; decorators override what they change (merged, scaled, pruned rows).
+class ForwardingCheckpoint : public Checkpoint {
+ public:
+  explicit ForwardingCheckpoint(const Checkpoint& base) : base_(base) {}
+
+  const std::string& path() const override { return base_.path(); }
+  std::string format() const override { return base_.format(); }
+  const LlamaParams& params() const override { return base_.params(); }
+  const Vocab& vocab() const override { return base_.vocab(); }
+  std::string model_name() const override { return base_.model_name(); }
+  const std::vector<CheckpointTensor>& tensors() const override { return base_.tensors(); }
+  void read_rows(const CheckpointTensor& tensor, std::int64_t first_row, std::int64_t n_rows, float* out) const override {
+    base_.read_rows(tensor, first_row, n_rows, out);
+  }
+  void release(const CheckpointTensor& tensor) const override { base_.release(tensor); }
+
+ protected:
+  const Checkpoint& base_;
+};
+
 struct CheckpointOptions {
   std::string tokenizer_path;  // llama2.c: its tokenizer.bin (required); others: an override
 };

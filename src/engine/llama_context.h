@@ -77,4 +77,18 @@ class LlamaContext {
   MatmulObserver* observer_ = nullptr;
 };
 
+// Attaches an observer to a context for one scope: detached however the scope ends.
+class ScopedMatmulObserver {
+ public:
+  ScopedMatmulObserver(LlamaContext& context, MatmulObserver& observer) : context_(context) {
+    context_.set_matmul_observer(&observer);
+  }
+  ~ScopedMatmulObserver() { context_.set_matmul_observer(nullptr); }
+  ScopedMatmulObserver(const ScopedMatmulObserver&) = delete;
+  ScopedMatmulObserver& operator=(const ScopedMatmulObserver&) = delete;
+
+ private:
+  LlamaContext& context_;
+};
+
 }  // namespace piquant

@@ -118,18 +118,6 @@ class AwqInputObserver final : public MatmulObserver {
   std::int64_t max_samples_;
 };
 
-class ObserverAttachment {
- public:
-  ObserverAttachment(LlamaContext& context, MatmulObserver& observer) : context_(context) {
-    context_.set_matmul_observer(&observer);
-  }
-  ~ObserverAttachment() { context_.set_matmul_observer(nullptr); }
-  ObserverAttachment(const ObserverAttachment&) = delete;
-  ObserverAttachment& operator=(const ObserverAttachment&) = delete;
-
- private:
-  LlamaContext& context_;
-};
 
 // One weight of a group: its float values, its float product on the samples, and the
 // type the recipe gives it.
@@ -261,7 +249,7 @@ AwqResult search_awq_scales(LlamaContext& context, const EvalChunks& chunks, con
   const std::int64_t stride = std::max<std::int64_t>(1, (total_tokens + options.error_tokens - 1) / options.error_tokens);
   AwqInputObserver observer(params.n_layer, attention_output, stride, options.error_tokens);
   {
-    const ObserverAttachment attachment(context, observer);
+    const ScopedMatmulObserver attachment(context, observer);
     for (std::int64_t c = 0; c < chunks.n_chunks(); ++c) {
       context.reset();
       context.eval(chunks.input(c));

@@ -16,7 +16,7 @@ void multiply_in(std::vector<double>& factors, const std::vector<float>& s, bool
 
 }  // namespace
 
-AwqScaledCheckpoint::AwqScaledCheckpoint(const Checkpoint& base, const std::vector<AwqGroup>& groups) : base_(base) {
+AwqScaledCheckpoint::AwqScaledCheckpoint(const Checkpoint& base, const std::vector<AwqGroup>& groups) : ForwardingCheckpoint(base) {
   for (const AwqGroup& g : groups) {
     if (g.scales.empty()) continue;
     const std::int64_t l = g.layer;

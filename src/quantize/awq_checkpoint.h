@@ -18,20 +18,13 @@
 
 namespace piquant {
 
-class AwqScaledCheckpoint : public Checkpoint {
+class AwqScaledCheckpoint : public ForwardingCheckpoint {
  public:
   // `base` must outlive this. Throws Error when a group's tensor is missing from the base
   // or a scale vector's length is not the dimension it scales.
   AwqScaledCheckpoint(const Checkpoint& base, const std::vector<AwqGroup>& groups);
 
-  const std::string& path() const override { return base_.path(); }
-  std::string format() const override { return base_.format(); }
-  const LlamaParams& params() const override { return base_.params(); }
-  const Vocab& vocab() const override { return base_.vocab(); }
-  std::string model_name() const override { return base_.model_name(); }
-  const std::vector<CheckpointTensor>& tensors() const override { return base_.tensors(); }
   void read_rows(const CheckpointTensor& tensor, std::int64_t first_row, std::int64_t n_rows, float* out) const override;
-  void release(const CheckpointTensor& tensor) const override { base_.release(tensor); }
 
   // Whether any group scales this tensor.
   bool touched(const std::string& tensor_name) const { return factors_.count(tensor_name) != 0; }
@@ -44,7 +37,6 @@ class AwqScaledCheckpoint : public Checkpoint {
   void scale_columns(const std::string& name, const std::vector<float>& s, bool divide);
   void scale_rows(const std::string& name, const std::vector<float>& s, bool divide);
 
-  const Checkpoint& base_;
   std::map<std::string, Factors> factors_;
 };
 

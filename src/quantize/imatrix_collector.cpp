@@ -9,19 +9,6 @@
 namespace piquant {
 namespace {
 
-// Detaches the collector from the context however collection ends.
-class ObserverAttachment {
- public:
-  ObserverAttachment(LlamaContext& context, MatmulObserver& observer) : context_(context) {
-    context_.set_matmul_observer(&observer);
-  }
-  ~ObserverAttachment() { context_.set_matmul_observer(nullptr); }
-  ObserverAttachment(const ObserverAttachment&) = delete;
-  ObserverAttachment& operator=(const ObserverAttachment&) = delete;
-
- private:
-  LlamaContext& context_;
-};
 
 bool output_is_tied(const LlamaModel& model) { return model.output().data == model.token_embedding().data; }
 
@@ -82,7 +69,7 @@ ImportanceMatrix collect_imatrix(LlamaContext& context, const EvalChunks& chunks
   const bool record_output = options.process_output && !output_is_tied(context.model());
   ImatrixCollector collector(record_output);
   {
-    const ObserverAttachment attachment(context, collector);
+    const ScopedMatmulObserver attachment(context, collector);
     for (std::int64_t c = 0; c < chunks.n_chunks(); ++c) {
       const std::vector<std::int32_t> input = chunks.input(c);
       context.reset();

@@ -11,7 +11,7 @@
 namespace piquant {
 
 LoraMergedCheckpoint::LoraMergedCheckpoint(const Checkpoint& base, const LoraAdapter& adapter, unsigned n_threads)
-    : base_(base),
+    : ForwardingCheckpoint(base),
       adapter_(std::make_unique<LoraAdapter>(with_layout(adapter, base.params(), RopePairing::Interleaved))),
       pool_(std::make_unique<ThreadPool>(n_threads)) {
   for (const WeightId id : adapter_->ids()) {

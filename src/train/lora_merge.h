@@ -19,7 +19,7 @@ namespace piquant {
 // to float at the end), s = adapter.scale() (a float, as the engine's linear() uses).
 // The Checkpoint presents GGUF layouts, so the adapter's Q/K rows are brought to the
 // interleaved order first. Everything else passes through unchanged.
-class LoraMergedCheckpoint : public Checkpoint {
+class LoraMergedCheckpoint : public ForwardingCheckpoint {
  public:
   // `base` must outlive this. Throws Error when an adapted weight is missing from the
   // base (a tied output, say) or has another shape. n_threads: rows of a read in parallel
@@ -27,19 +27,11 @@ class LoraMergedCheckpoint : public Checkpoint {
   LoraMergedCheckpoint(const Checkpoint& base, const LoraAdapter& adapter, unsigned n_threads = 1);
   ~LoraMergedCheckpoint() override;
 
-  const std::string& path() const override { return base_.path(); }
-  std::string format() const override { return base_.format(); }
-  const LlamaParams& params() const override { return base_.params(); }
-  const Vocab& vocab() const override { return base_.vocab(); }
-  std::string model_name() const override { return base_.model_name(); }
-  const std::vector<CheckpointTensor>& tensors() const override { return base_.tensors(); }
   void read_rows(const CheckpointTensor& tensor, std::int64_t first_row, std::int64_t n_rows, float* out) const override;
-  void release(const CheckpointTensor& tensor) const override { base_.release(tensor); }
 
   const LoraAdapter& adapter() const { return *adapter_; }  // in GGUF (interleaved) layout
 
  private:
-  const Checkpoint& base_;
   std::unique_ptr<LoraAdapter> adapter_;
   std::unique_ptr<ThreadPool> pool_;
 };

@@ -106,21 +106,14 @@ double max_abs_difference(const std::vector<float>& a, const std::vector<float>&
 }
 
 // `matrices` with the 1-D tensors (norms) of `norms`.
-class NormsFrom : public Checkpoint {
+class NormsFrom : public ForwardingCheckpoint {
  public:
-  NormsFrom(const Checkpoint& matrices, const Checkpoint& norms) : matrices_(matrices), norms_(norms) {}
-  const std::string& path() const override { return matrices_.path(); }
-  std::string format() const override { return matrices_.format(); }
-  const LlamaParams& params() const override { return matrices_.params(); }
-  const Vocab& vocab() const override { return matrices_.vocab(); }
-  std::string model_name() const override { return matrices_.model_name(); }
-  const std::vector<CheckpointTensor>& tensors() const override { return matrices_.tensors(); }
+  NormsFrom(const Checkpoint& matrices, const Checkpoint& norms) : ForwardingCheckpoint(matrices), norms_(norms) {}
   void read_rows(const CheckpointTensor& t, std::int64_t first, std::int64_t n, float* out) const override {
-    (t.shape.size() == 1 ? norms_ : matrices_).read_rows(t, first, n, out);
+    (t.shape.size() == 1 ? norms_ : base_).read_rows(t, first, n, out);
   }
 
  private:
-  const Checkpoint& matrices_;
   const Checkpoint& norms_;
 };
 
