@@ -14,19 +14,17 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/eval_args.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logger.h"
 #include "core/thread_pool.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/gguf_export.h"
-#include "engine/owned_model.h"
 #include "quantize/budget_plan.h"
+#include "quantize/budget_sensitivities.h"
 #include "quantize/byte_size.h"
 #include "quantize/imatrix_file.h"
 #include "quantize/recipe.h"
-#include "quantize/sensitivity.h"
 #include "quantize/sensitivity_file.h"
 #include "quantize/tensor_type_file.h"
 
@@ -204,111 +202,6 @@ SizeBudget parse_budget(const QuantizeArgs& args) {
   return budget;
 }
 
-std::string duration_text(double seconds) {
-  char text[32];
-  if (seconds < 120) {
-    std::snprintf(text, sizeof text, "%.0f s", seconds);
-  } else {
-    std::snprintf(text, sizeof text, "%.1f min", seconds / 60);
-  }
-  return text;
-}
-
-// Reads what --sensitivity holds, measures what it lacks (or all, when it was measured on
-// something else) and writes the file back; returns every sensitivity the choices need.
-SensitivityRecord sensitivities_for(const QuantizeArgs& args, const Checkpoint& checkpoint,
-                                    const std::vector<BudgetChoices>& choices, const ImportanceMatrix& imatrix) {
-  SensitivitySource wanted;
-  wanted.model_path = args.input;
-  wanted.imatrix_path = args.imatrix;
-  wanted.calibration_path = args.calib;
-  wanted.model_fingerprint = checkpoint_fingerprint(checkpoint);
-  if (!args.imatrix.empty()) wanted.imatrix_fingerprint = imatrix_fingerprint(imatrix);
-
-  std::unique_ptr<LlamaModel> model;
-  std::optional<EvalChunks> chunks;
-  if (!args.calib.empty()) {
-    model = LlamaModel::load(args.input);
-    chunks.emplace(tokenize_eval_text(model->tokenizer(), read_eval_text(args.calib)), args.calib_ctx, args.calib_chunks,
-                   eval_bos_id(model->vocab()));
-    wanted.calibration_fingerprint = calibration_fingerprint(*chunks);
-    wanted.n_ctx = chunks->n_ctx();
-    wanted.n_chunks = chunks->n_chunks();
-  }
-
-  SensitivityRecord record;
-  record.source = wanted;
-  bool from_cache = false;
-  if (!args.sensitivity.empty()) {
-    if (auto cached = read_sensitivity_file(args.sensitivity)) {
-      const std::string why = sensitivity_source_mismatch(cached->source, wanted, chunks.has_value());
-      if (why.empty()) {
-        record = std::move(*cached);
-        from_cache = true;
-        if (!chunks) log::info("quantize: using the sensitivities in ", args.sensitivity, " (calibration ", record.source.calibration_path, ")");
-      } else {
-        log::info("quantize: not using the sensitivities in ", args.sensitivity, ": ", why);
-      }
-    }
-  }
-
-  std::vector<SensitivityJob> jobs;
-  std::size_t missing = 0;
-  for (const BudgetChoices& c : choices) {
-    if (c.fixed) continue;
-    SensitivityJob job;
-    job.tensor = c.tensor;
-    for (const GgmlType type : c.types) {
-      if (!record.table.contains(c.tensor, type)) job.types.push_back(type);
-    }
-    if (job.types.empty()) continue;
-    missing += job.types.size();
-    if (!args.imatrix.empty()) job.importance = imatrix.mean_squares(c.tensor);
-    jobs.push_back(std::move(job));
-  }
-  if (jobs.empty()) {
-    if (from_cache) {
-      log::info("quantize: every sensitivity is in ", args.sensitivity, " (measured in ", duration_text(record.measure_seconds), ")");
-    }
-    return record;
-  }
-  if (!chunks) {
-    if (from_cache) {
-      throw Error("quantize: " + args.sensitivity + " lacks " + std::to_string(missing) + " of the sensitivities the candidates need (" +
-                  jobs.front().tensor + " at " + ggml_type_name(jobs.front().types.front()) +
-                  ", ...): give the calibration text (--calib FILE) to measure them");
-    }
-    throw Error("quantize: a size budget needs sensitivities: give a calibration text (--calib FILE)" +
-                std::string(args.sensitivity.empty() ? "" : " or a --sensitivity file measured for this model and imatrix"));
-  }
-  log::info("quantize: measuring ", missing, " sensitivities of ", jobs.size(), " tensors on ", chunks->n_chunks(),
-            " chunks of ", chunks->n_ctx(), " tokens of ", args.calib);
-  const auto start = std::chrono::steady_clock::now();
-  const auto copy = OwnedLlamaModel::copy_of(*model);
-  model.reset();  // the copy holds everything the measurement needs
-  SensitivityOptions options;
-  options.n_threads = args.threads;
-  options.on_job = [](const SensitivityProgress& p) {
-    std::string line = log::concat("sensitivity: ", p.jobs_done, "/", p.jobs_total, " ", p.job->tensor);
-    for (const GgmlType type : p.job->types) line += log::concat("  ", ggml_type_name(type), " ", p.kld->at(type));
-    const double left = p.seconds / static_cast<double>(p.jobs_done) * static_cast<double>(p.jobs_total - p.jobs_done);
-    line += "  (" + duration_text(p.seconds) + ", about " + duration_text(left) + " left)";
-    log::info(line);
-  };
-  const SensitivityTable measured = measure_sensitivities(*copy, *chunks, jobs, options);
-  for (const auto& [tensor, types] : measured.kld) {
-    for (const auto& [type, kld] : types) record.table.kld[tensor][type] = kld;
-  }
-  const double seconds = seconds_since(start);
-  record.measure_seconds += seconds;
-  log::info("quantize: measured ", missing, " sensitivities in ", duration_text(seconds));
-  if (!args.sensitivity.empty()) {
-    write_sensitivity_file(args.sensitivity, record);
-    log::info("quantize: wrote the sensitivities to ", args.sensitivity);
-  }
-  return record;
-}
-
 void run_budget(const QuantizeArgs& args, const Checkpoint& checkpoint) {
   const auto start = std::chrono::steady_clock::now();
   if (args.pure) throw Error("quantize: --pure does not go with a size budget (the budget chooses every type)");
@@ -333,7 +226,15 @@ void run_budget(const QuantizeArgs& args, const Checkpoint& checkpoint) {
 
   ImportanceMatrix imatrix;
   if (!args.imatrix.empty()) imatrix = read_imatrix_file(args.imatrix);
-  const SensitivityRecord sensitivities = sensitivities_for(args, checkpoint, choices, imatrix);
+  BudgetSensitivityRequest request;
+  request.model_path = args.input;
+  request.imatrix_path = args.imatrix;
+  request.calibration_path = args.calib;
+  request.calibration_ctx = args.calib_ctx;
+  request.calibration_chunks = args.calib_chunks;
+  request.cache_path = args.sensitivity;
+  request.n_threads = args.threads;
+  const SensitivityRecord sensitivities = budget_sensitivities(request, checkpoint, choices, imatrix);
   const BudgetPlan plan = plan_for_budget(problem, sensitivities.table, budget, recipe);
 
   const GgufExportOptions options = export_options(plan.plan, args.imatrix.empty() ? nullptr : &imatrix, args);
