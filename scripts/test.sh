@@ -31,6 +31,11 @@ ctest --preset release -j "$jobs"
 # pipeline runs (DefaultPipeline: about a minute each, orchestration whose arithmetic the
 # unit tests cover level by level) ran once above, and are left out here and under ASan.
 pipeline_runs='DefaultPipeline\.(Reports|Killed)'
+# Likewise the tests that drive quantize's size budget and awq through the CLI several
+# times each (about 40 s in Release, many minutes under ASan): the library code they
+# reach is tested in-process by the Sensitivity*, BudgetPlan, Knapsack and Awq tests,
+# which do run at every level and under ASan.
+pipeline_runs="$pipeline_runs|BudgetCli\.|Awq\.AlphaZeroReproduces"
 
 simd_level() {  # the level a PIQUANT_SIMD value gives here, empty if this CPU lacks it
   PIQUANT_SIMD=$1 build/tests/test_core --gtest_list_tests 2>&1 >/dev/null | sed -n 's/^PIQUANT_SIMD=.*: SIMD target \([A-Z0-9_]*\)$/\1/p' || true
