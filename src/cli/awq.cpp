@@ -32,6 +32,7 @@ struct AwqArgs {
 
 void run_awq(const AwqArgs& args) {
   const auto start = std::chrono::steady_clock::now();
+  check_output_folder(args.output);
   const std::string text = read_eval_text(args.eval.text_file);
   const auto model = load_eval_model(args.model, args.eval);
   const auto context = make_eval_context(*model, args.eval);

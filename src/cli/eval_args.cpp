@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/logger.h"
@@ -22,6 +23,13 @@ void add_eval_options(CLI::App& cmd, EvalArgs& args) {
       ->capture_default_str();
   cmd.add_flag("--json", args.json, "Print the result as JSON");
   add_model_load_options(cmd, args.load);
+}
+
+void check_output_folder(const std::string& output) {
+  const std::filesystem::path parent = std::filesystem::path(output).parent_path();
+  if (!parent.empty() && !std::filesystem::is_directory(parent)) {
+    throw Error(output + ": the folder " + parent.string() + " does not exist");
+  }
 }
 
 std::string read_eval_text(const std::string& path) {

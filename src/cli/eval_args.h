@@ -26,6 +26,10 @@ struct EvalArgs {
 // -f, --ctx, --chunks, -t, --kv-type, --json, --no-mmap, --no-memory-check.
 void add_eval_options(CLI::App& cmd, EvalArgs& args);
 
+// Throws Error when the folder `output` would be written in does not exist: a long job
+// (imatrix, awq) fails before its work rather than after it.
+void check_output_folder(const std::string& output);
+
 // The whole text file (UTF-8).
 std::string read_eval_text(const std::string& path);
 

@@ -2,7 +2,6 @@
 // every linear weight over a calibration text), for quantize --imatrix.
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -22,14 +21,6 @@ struct ImatrixArgs {
   bool process_output = false;
   EvalArgs eval;
 };
-
-// Fails before the (long) collection rather than after it.
-void check_output_folder(const std::string& output) {
-  const std::filesystem::path parent = std::filesystem::path(output).parent_path();
-  if (!parent.empty() && !std::filesystem::is_directory(parent)) {
-    throw Error(output + ": the folder " + parent.string() + " does not exist");
-  }
-}
 
 void run_imatrix(const ImatrixArgs& args) {
   check_output_folder(args.output);

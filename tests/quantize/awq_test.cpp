@@ -216,7 +216,6 @@ TEST(Awq, PlantedOutlierChannelIsFoundAndRescued) {
   options.grid = 10;
   const AwqResult result = search(*float_model, options);
   for (const AwqGroup& g : result.groups) {
-    EXPECT_LE(g.error_chosen, g.error_plain);
     if (g.kind == AwqGroupKind::AttentionInput || g.kind == AwqGroupKind::MlpInput) {
       EXPECT_GT(g.alpha, 0.0f) << "layer " << g.layer << " " << awq_group_name(g.kind);
       EXPECT_LT(g.error_chosen, 0.5 * g.error_plain) << "layer " << g.layer << " " << awq_group_name(g.kind);
